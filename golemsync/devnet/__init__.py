@@ -1,0 +1,1 @@
+"""The golemsync devnet: a yagna-compatible Golem network on loopback."""
