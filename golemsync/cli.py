@@ -1,0 +1,78 @@
+"""``golemsync`` command line: one argparse subcommand per verb.
+
+Other modules add verbs by appending a ``(name, register)`` pair to :data:`COMMANDS`, where
+``register(subparsers)`` adds a parser whose ``func`` default returns the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from typing import Any, Callable, Optional
+
+
+def _register_devnet(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "devnet", help="run a local yagna-compatible network on 127.0.0.1 (foreground)")
+    parser.add_argument("--providers", type=int, default=None, help="simulated providers (4)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--app-key", default=None, help="application key (default: random)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for ids and faults")
+    parser.add_argument("--config", default=None, help="DevnetConfig JSON file")
+    parser.set_defaults(func=_run_devnet)
+
+
+def _load_config(args: argparse.Namespace) -> Any:
+    from golemsync.devnet.config import DevnetConfig
+
+    if args.config:
+        config = DevnetConfig.from_file(args.config)
+        if args.seed is not None:
+            config = DevnetConfig.from_dict({**config.to_dict(), "seed": args.seed})
+        return config
+    providers = 4 if args.providers is None else args.providers
+    return DevnetConfig.default(providers, args.seed)
+
+
+def _run_devnet(args: argparse.Namespace) -> int:
+    from golemsync.devnet.network import Devnet
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Devnet(_load_config(args), app_key=args.app_key, port=args.port) as net:
+            print(f"export YAGNA_API_URL={net.url}", flush=True)
+            print(f"export YAGNA_APPKEY={net.app_key}", flush=True)
+            print(f"# golemsync devnet: {len(net.config.providers)} providers, seed "
+                  f"{net.config.seed}; Ctrl-C to stop", file=sys.stderr, flush=True)
+            while not stop.wait(1.0):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+COMMANDS: list[tuple[str, Callable[[Any], None]]] = [("devnet", _register_devnet)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="golemsync", description=__doc__)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for _, register in COMMANDS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``golemsync`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args))

@@ -1,0 +1,143 @@
+"""``Devnet``: start a yagna-compatible network on loopback, in-process or as a child process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import subprocess as sp
+import sys
+import tempfile
+import threading
+from types import TracebackType
+from typing import IO, Any, Optional
+
+from golemsync.devnet.activities import ExeUnitFactory
+from golemsync.devnet.config import DevnetConfig
+from golemsync.devnet.node import DevnetNode
+from golemsync.devnet.providers import node_id
+
+logger = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 15.0
+
+
+class Devnet:
+    """A running devnet. Use as a context manager; :meth:`stop` is idempotent.
+
+    ``config`` defaults to ``DevnetConfig.default(providers or 4, seed)``; ``providers`` and
+    ``seed`` only apply when ``config`` is None. ``port=0`` picks a free port. The app key is
+    random unless given. With ``subprocess=True`` the network runs in
+    ``python -m golemsync devnet`` (started here, terminated and waited for on stop); then
+    :meth:`ledger` is not available. Construction blocks until the server accepts requests.
+    """
+
+    def __init__(self, config: Optional[DevnetConfig] = None, *, providers: Optional[int] = None,
+                 seed: Optional[int] = None, app_key: Optional[str] = None, port: int = 0,
+                 subprocess: bool = False,
+                 exeunit_factory: Optional[ExeUnitFactory] = None) -> None:
+        if config is None:
+            config = DevnetConfig.default(4 if providers is None else providers, seed)
+        self.config = config
+        self.app_key = app_key or secrets.token_hex(16)
+        self._node: Optional[DevnetNode] = None
+        self._process: Optional[sp.Popen[str]] = None
+        self._lock = threading.Lock()  # guards stop()
+        self._stopped = False
+        if subprocess:
+            self.url, self.node_id = self._spawn(port)
+        else:
+            self._node = DevnetNode(config, self.app_key, port, exeunit_factory)
+            self._node.start()
+            self.url = f"http://127.0.0.1:{self._node.port}"
+            self.node_id = self._node.node_id
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a client needs: ``YAGNA_API_URL`` and ``YAGNA_APPKEY``."""
+        return {"YAGNA_API_URL": self.url, "YAGNA_APPKEY": self.app_key}
+
+    def ledger(self) -> dict[str, Any]:
+        """A snapshot of what was agreed, billed and paid (in-process devnets only).
+
+        Shape::
+
+            {"agreements": [{"agreement_id": str, "provider_id": str, "provider_name": str,
+                             "state": str,              # Proposal/Pending/Approved/Terminated...
+                             "terminator": str | None,  # "Requestor"/"Provider" once terminated
+                             "activities": [activity_id, ...],
+                             "invoice_id": str | None,
+                             "invoice_amount": Decimal | None,
+                             "invoice_status": str | None,   # RECEIVED/ACCEPTED/REJECTED...
+                             "debit_notes": [(note_id, Decimal total_amount_due, status), ...],
+                             "accepted_total": Decimal}, ...],  # booked against allocations
+             "allocations": [{"id": str, "total": Decimal, "spent": Decimal,
+                              "remaining": Decimal, "released": bool}, ...]}
+        """
+        if self._node is None:
+            raise RuntimeError("ledger() is only available for an in-process Devnet")
+        return self._node.ledger()
+
+    def stop(self) -> None:
+        """Stop the network and wait for it (every thread joined / the child process reaped)."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        if self._node is not None:
+            self._node.stop()
+        if self._process is not None:
+            self._stop_process(self._process)
+
+    def __enter__(self) -> Devnet:
+        return self
+
+    def __exit__(self, exc_type: Optional[type[BaseException]],
+                 exc: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.stop()
+
+    # -- child process ---------------------------------------------------------------------
+
+    def _spawn(self, port: int) -> tuple[str, str]:
+        handle, path = tempfile.mkstemp(prefix="golemsync-devnet-", suffix=".json")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(dataclasses.replace(self.config).to_dict(), out)
+        command = [sys.executable, "-m", "golemsync", "devnet", "--config", path,
+                   "--port", str(port), "--app-key", self.app_key]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        try:
+            self._process = sp.Popen(command, stdout=sp.PIPE, text=True, env=env)
+            assert self._process.stdout is not None
+            url = _read_exports(self._process.stdout)
+        except BaseException:
+            if self._process is not None:
+                self._stop_process(self._process)
+            raise
+        finally:
+            os.unlink(path)
+        return url, node_id(self.config.seed, "requestor")
+
+    @staticmethod
+    def _stop_process(process: sp.Popen[str]) -> None:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(STOP_TIMEOUT)
+        except sp.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _read_exports(stream: IO[str]) -> str:
+    """Read the child's ``export YAGNA_API_URL=...`` line (blocks until printed or EOF)."""
+    seen: list[str] = []
+    for line in stream:
+        seen.append(line)
+        if line.startswith("export YAGNA_API_URL="):
+            return line.split("=", 1)[1].strip()
+    raise RuntimeError("devnet child process exited before printing its URL: "
+                       + "".join(seen[-5:]))
