@@ -102,6 +102,8 @@ class FakeExeUnit:
         elif name == "terminate":
             self.current = "Initialized"
         elif name == "run":
+            if self.provider.fail_rate and self.rng.random() < self.provider.fail_rate:
+                return False, None
             words = [str(a) for a in args.get("args", [])]
             captured = "stdout" in (args.get("capture") or {})
             return "fail" not in words, (" ".join(words) + "\n") if captured else None
