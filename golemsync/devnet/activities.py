@@ -196,7 +196,7 @@ class Activities:
 
     def exec(self, request: Request) -> Response:
         activity = self._alive(request.params["aid"])
-        body = request.json_object()
+        body = request.json_object(wrap=False)
         text = body.get("text")
         if not isinstance(text, str):
             raise HttpError.message(400, "Bad request: Json deserialize error: missing field "
@@ -214,7 +214,7 @@ class Activities:
     def results(self, request: Request) -> Response:
         activity = self._alive(request.params["aid"])
         batch_id = request.params["bid"]
-        if "text/event-stream" in (request.headers.get("Accept") or ""):
+        if "text/event-stream" in (request.header("Accept") or ""):
             return self._stream(activity, batch_id)
         timeout = request.query_float("timeout", 0.0)
         index = request.query_int("commandIndex")

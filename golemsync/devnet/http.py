@@ -80,22 +80,29 @@ class Request:
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
 
+    def header(self, name: str) -> Optional[str]:
+        """A request header, looked up case-insensitively (``headers`` keys are lower-case)."""
+        return self.headers.get(name.lower())
+
     def json(self, *, wrap: bool = True) -> Any:
-        """The body as JSON; a parse error is a 400 (``{"message"}`` when ``wrap``, else text)."""
+        """The body as JSON, as actix's JSON extractor reads it; errors are 400.
+
+        ``wrap`` gives the market's ``{"message": ...}`` body; otherwise the plain-text body
+        the activity and payment APIs send. A non-JSON ``Content-Type`` is refused like actix.
+        """
+        content_type = (self.header("Content-Type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise _body_error("Content type error", wrap)
         try:
             return json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
-            text = f"Json deserialize error: {exc}"
-            if wrap:
-                raise HttpError.message(400, text) from exc
-            raise HttpError(400, text, TEXT) from exc
+            raise _body_error(f"Json deserialize error: {exc}", wrap) from exc
 
     def json_object(self, *, wrap: bool = True) -> dict[str, Any]:
         """The body as a JSON object, else 400."""
         value = self.json(wrap=wrap)
         if not isinstance(value, dict):
-            text = "Json deserialize error: expected a JSON object"
-            raise HttpError.message(400, text) if wrap else HttpError(400, text, TEXT)
+            raise _body_error("Json deserialize error: expected a JSON object", wrap)
         return value
 
     def query_float(self, name: str, default: float) -> float:
@@ -128,6 +135,10 @@ class Request:
             return timestamps.parse(raw)
         except ValueError:
             raise HttpError(400, f"Query deserialize error: invalid {name}", TEXT) from None
+
+
+def _body_error(text: str, wrap: bool) -> HttpError:
+    return HttpError.message(400, text) if wrap else HttpError(400, text, TEXT)
 
 
 Handler = Callable[[Request], Response]

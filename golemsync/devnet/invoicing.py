@@ -181,7 +181,7 @@ class Invoicing:
             after = request.query_time("afterTimestamp")
             limit = request.query_int("maxEvents")
             session = request.query.get("appSessionId")
-            header = request.headers.get("X-Requestor-Events")
+            header = request.header("X-Requestor-Events")
             codes = [c.strip() for c in header.split(",")] if header else DEFAULT_ROLE_EVENTS
             page = self.logs[kind].read(
                 after, timeout, lambda e: session is None or e.get("_session") == session,
@@ -193,7 +193,7 @@ class Invoicing:
 
     def _acceptor(self, kind: str) -> Any:
         def handler(request: Request) -> Response:
-            body = request.json_object()
+            body = request.json_object(wrap=False)
             self._accept(kind, request.params["id"], body)
             return json_response(200, None)
         return handler
@@ -236,7 +236,7 @@ class Invoicing:
             self._accepted[activity] = max(self._accepted.get(activity, Decimal(0)), doc.amount)
 
     def reject_invoice(self, request: Request) -> Response:
-        body = request.json_object()
+        body = request.json_object(wrap=False)
         with self._lock:
             doc = self._require("Invoice", request.params["id"])
             if doc.status == "REJECTED":

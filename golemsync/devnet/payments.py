@@ -101,7 +101,7 @@ class Payments:
     # -- allocations -----------------------------------------------------------------------
 
     def create(self, request: Request) -> Response:
-        body = request.json_object()
+        body = request.json_object(wrap=False)
         total = self._amount(body, body.get("totalAmount"))
         platform = self._platform(body)
         address = body.get("address") or self.requestor_id
@@ -195,7 +195,7 @@ class Payments:
             return json_response(200, self._require(request.params["id"]).wire())
 
     def amend(self, request: Request) -> Response:
-        body = request.json_object()
+        body = request.json_object(wrap=False)
         with self._lock:
             allocation = self._require(request.params["id"])
             if "totalAmount" in body:

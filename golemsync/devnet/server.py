@@ -61,7 +61,7 @@ class Application:
         return handler(request)
 
     def _authenticate(self, request: Request) -> None:
-        header = request.headers.get("Authorization") or ""
+        header = request.header("Authorization") or ""
         key: Optional[str] = None
         if header.lower().startswith("bearer "):
             key = header[7:].strip()
@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
-        headers = {key: value for key, value in self.headers.items()}
+        headers = {key.lower(): value for key, value in self.headers.items()}
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         return Request(self.command, parts.path, query, headers, body)
 

@@ -96,3 +96,11 @@ def test_terminating_the_agreement_destroys_its_activities(devnet: Devnet, clien
     client.get("/payment-api/v1/invoiceEvents", params={"timeout": 10})  # provider finished
     state = client.get(f"{ACTIVITY}/activity/{activity_id}/state").json()
     assert state["state"][0] == "Terminated"
+
+
+def test_bodies_need_a_json_content_type(client: Client, agreement: str) -> None:
+    reply = client.post(f"{ACTIVITY}/activity", data=f'"{agreement}"',
+                        headers={"Content-Type": "text/plain"})
+    assert reply.status_code == 400 and reply.text == "Content type error"
+    market = client.post(f"{MARKET}/demands", data="{}", headers={"Content-Type": "text/plain"})
+    assert market.status_code == 400 and market.json() == {"message": "Content type error"}
