@@ -135,8 +135,8 @@ class Agreements:
             items = [a for a in self._agreements.values() if not self._expire(a)
                      and (state is None or a.state == state)
                      and (session is None or a.app_session_id == session)]
-            body = [{"id": a.agreement_id, "state": a.state, "timestamp": a.timestamp,
-                     "approvedDate": a.approved_date, "role": "Requestor"} for a in items]
+            body = [{"id": a.agreement_id, "creationTs": a.timestamp,
+                     "approveTs": a.approved_date, "role": "Requestor"} for a in items]
         return json_response(200, body)
 
     def _require(self, agreement_id: str) -> Agreement:
