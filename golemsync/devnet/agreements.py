@@ -160,7 +160,8 @@ class Agreements:
                 raise HttpError.message(410, _transition_error(agreement, "Pending"))
             agreement.state = "Pending"
             agreement.app_session_id = request.query.get("appSessionId") or None
-        self.agent.submit(lambda: self._provider_decides(agreement.agreement_id))
+        self.agent.submit(lambda: self._provider_decides(agreement.agreement_id),
+                          delay=agreement.provider.spec.approval_delay)
         return empty(204)
 
     def _provider_decides(self, agreement_id: str) -> None:

@@ -31,7 +31,8 @@ class ProviderSpec:
     plus a fixed ``price_start`` per activity; they become the offer's linear pricing coeffs.
     ``slow_factor`` stretches command run time, ``fail_rate``/``crash_rate`` are per-command
     probabilities the exe-unit draws from its seeded RNG. ``refuse_agreement`` makes the
-    provider reject every agreement; ``no_invoice`` makes it never send an invoice.
+    provider reject every agreement; ``no_invoice`` makes it never send an invoice;
+    ``approval_delay`` is how long it takes to approve (or reject) a confirmed agreement.
     """
 
     name: str
@@ -46,6 +47,7 @@ class ProviderSpec:
     crash_rate: float = 0.0
     refuse_agreement: bool = False
     no_invoice: bool = False
+    approval_delay: float = 0.0
     runtime_name: str = "vm"
     runtime_version: str = "0.4.0"
     subnet: Optional[str] = None

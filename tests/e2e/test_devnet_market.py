@@ -202,3 +202,16 @@ def test_nested_demand_properties_are_flattened(client: Client) -> None:
     assert len(client.offers(sub, timeout=0)) == 4
     listed = client.get(f"{MARKET}/demands").json()
     assert listed[0]["properties"]["golem.srv.comp.expiration"] == 99999999999999
+
+
+def test_wait_times_out_while_the_provider_deliberates(make_devnet: Any) -> None:
+    net = make_devnet(provider_faults={"approval_delay": 60.0})
+    with Client(net) as client:
+        _, sub, demand, offers = client.hired()
+        agreement_id = client.agreement(client.negotiate(sub, demand, offers[0]))
+        path = f"{MARKET}/agreements/{agreement_id}"
+        assert client.post(f"{path}/confirm").status_code == 204
+        assert client.get(path).json()["state"] == "Pending"
+        reply = client.post(f"{path}/wait", params={"timeout": 0.2})
+        assert reply.status_code == 408 and agreement_id in reply.json()["message"]
+        assert client.post(f"{path}/cancel", json=None).status_code == 200
