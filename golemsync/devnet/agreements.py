@@ -132,8 +132,10 @@ class Agreements:
         state = request.query.get("state")
         session = request.query.get("appSessionId")
         with self._cond:
-            items = [a for a in self._agreements.values() if not self._expire(a)
-                     and (state is None or a.state == state)
+            for agreement in self._agreements.values():
+                self._expire(agreement)
+            items = [a for a in self._agreements.values()
+                     if (state is None or a.state == state)
                      and (session is None or a.app_session_id == session)]
             body = [{"id": a.agreement_id, "creationTs": a.timestamp,
                      "approveTs": a.approved_date, "role": "Requestor"} for a in items]
@@ -146,12 +148,11 @@ class Agreements:
         self._expire(agreement)
         return agreement
 
-    def _expire(self, agreement: Agreement) -> bool:
+    def _expire(self, agreement: Agreement) -> None:
         """Move a still-unapproved agreement past ``validTo`` to Expired (lock held)."""
         if agreement.state in ("Proposal", "Pending") and timestamps.now() > agreement.valid_to:
             agreement.state = "Expired"
             self._cond.notify_all()
-        return False
 
     def confirm(self, request: Request) -> Response:
         with self._cond:

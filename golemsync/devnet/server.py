@@ -87,7 +87,12 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("devnet %s " + format, self.address_string(), *args)
 
     def _serve(self) -> None:
-        request = self._read_request()
+        try:
+            request = self._read_request()
+        except ValueError:
+            self.close_connection = True
+            self._write(Response(400, b"Bad Content-Length", TEXT))
+            return
         response = self.server.application.handle(request)
         self._write(response)
 
