@@ -12,6 +12,7 @@ import itertools
 import logging
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import parse_qsl, urlsplit
@@ -199,8 +200,9 @@ class DevnetHTTPServer(ThreadingHTTPServer):
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+        deadline = time.monotonic() + JOIN_TIMEOUT
         for thread in threads:
-            thread.join(JOIN_TIMEOUT)
+            thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning("devnet: %s did not stop in time", thread.name)
         self.server_close()
