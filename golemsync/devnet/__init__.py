@@ -11,7 +11,8 @@ what it simulates. One concept per module:
 * ``market``     subscriptions, offers, negotiation; ``constraints`` the LDAP-style matcher
 * ``providers``  simulated provider identities and offers; ``config`` what to simulate
 * ``agreements`` the agreement state machine and its events
-* ``activities`` activity routes over the exe-unit seam (``exeunit``, ``errors``)
+* ``activities`` activity routes over the exe-unit seam (``exeunit``, ``errors``);
+  ``exescript`` the daemon-side parse of exec scripts
 * ``payments``   accounts, allocations, demand decorations; ``invoicing`` debit notes/invoices
 * ``agent``      the providers' background thread; ``events`` persistent event logs
 * ``faults``     seeded RNGs and HTTP fault draws; ``gftpstore`` the gftp stand-in's store

@@ -7,7 +7,6 @@ around it — including the 500s it answers for unknown or destroyed activities.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol
 
+from golemsync.devnet import exescript
 from golemsync.devnet.agreements import Agreement, Agreements
 from golemsync.devnet.errors import BatchNotFound, ExeScriptError, ResultsTimeout
 from golemsync.devnet.faults import derived_rng
@@ -202,11 +202,7 @@ class Activities:
             raise HttpError.message(400, "Bad request: Json deserialize error: missing field "
                                          "`text`")
         try:
-            commands = json.loads(text)
-        except ValueError as exc:
-            raise HttpError.message(400, _serde_message(exc)) from None
-        try:
-            batch_id = activity.unit.exec(commands)
+            batch_id = activity.unit.exec(exescript.parse(text))
         except ExeScriptError as exc:
             raise HttpError.message(400, str(exc)) from None
         return json_response(200, batch_id)
@@ -264,9 +260,3 @@ class Activities:
                             "text/plain; charset=utf-8")
         return json_response(200, [a.activity_id for a in self.of_agreement(agreement_id)])
 
-
-def _serde_message(exc: ValueError) -> str:
-    line = getattr(exc, "lineno", 1)
-    column = getattr(exc, "colno", 1)
-    reason = getattr(exc, "msg", str(exc)).lower()
-    return f'Bad request: Error("{reason}", line: {line}, column: {column})'
