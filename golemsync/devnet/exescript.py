@@ -32,8 +32,6 @@ def parse(text: str) -> list[dict[str, Any]]:
 
 
 def _check(command: Any) -> None:
-    if isinstance(command, str) and command in ("terminate", "sign"):
-        return  # unit variants may be written as bare strings
     if not isinstance(command, dict) or len(command) != 1:
         raise ExeScriptError(_serde(f"invalid type: {_kind(command)}, expected enum "
                                     "ExeScriptCommand"))
