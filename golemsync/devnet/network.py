@@ -7,10 +7,12 @@ import json
 import logging
 import os
 import secrets
+import selectors
 import subprocess as sp
 import sys
 import tempfile
 import threading
+import time
 from types import TracebackType
 from typing import IO, Any, Optional
 
@@ -22,6 +24,7 @@ from golemsync.devnet.providers import node_id
 logger = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 15.0
+STARTUP_TIMEOUT = 60.0
 
 
 class Devnet:
@@ -133,11 +136,18 @@ class Devnet:
 
 
 def _read_exports(stream: IO[str]) -> str:
-    """Read the child's ``export YAGNA_API_URL=...`` line (blocks until printed or EOF)."""
+    """Read the child's ``export YAGNA_API_URL=...`` line, waiting at most STARTUP_TIMEOUT."""
     seen: list[str] = []
-    for line in stream:
-        seen.append(line)
-        if line.startswith("export YAGNA_API_URL="):
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError("devnet child process exited before printing its URL: "
-                       + "".join(seen[-5:]))
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(max(0.0, deadline - time.monotonic())):
+                continue
+            line = stream.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("export YAGNA_API_URL="):
+                return line.split("=", 1)[1].strip()
+    raise RuntimeError("devnet child process did not print its URL: " + "".join(seen[-5:]))
