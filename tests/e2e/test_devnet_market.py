@@ -215,3 +215,19 @@ def test_wait_times_out_while_the_provider_deliberates(make_devnet: Any) -> None
         reply = client.post(f"{path}/wait", params={"timeout": 0.2})
         assert reply.status_code == 408 and agreement_id in reply.json()["message"]
         assert client.post(f"{path}/cancel", json=None).status_code == 200
+
+
+def test_app_session_filters_agreements_and_events(client: Client) -> None:
+    _, sub, demand, offers = client.hired()
+    tagged = client.agreement(client.negotiate(sub, demand, offers[0]))
+    client.post(f"{MARKET}/agreements/{tagged}/confirm", params={"appSessionId": "s1"})
+    client.post(f"{MARKET}/agreements/{tagged}/wait", params={"timeout": 10})
+    other = client.approved_agreement(sub, demand, offers[1])
+    events = client.get(f"{MARKET}/agreementEvents",
+                        params={"timeout": 5, "appSessionId": "s1"}).json()
+    assert [e["agreementId"] for e in events] == [tagged]
+    assert client.get(f"{MARKET}/agreements/{tagged}").json()["appSessionId"] == "s1"
+    listed = client.get(f"{MARKET}/agreements", params={"appSessionId": "s1"}).json()
+    assert [a["id"] for a in listed] == [tagged] and listed[0]["role"] == "Requestor"
+    everything = {a["id"] for a in client.get(f"{MARKET}/agreements").json()}
+    assert everything == {tagged, other}
