@@ -76,6 +76,7 @@ class Application:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    server_version = "golemsync-devnet"
     disable_nagle_algorithm = True  # header and body are separate writes: no 40 ms stalls
     server: DevnetHTTPServer
 
