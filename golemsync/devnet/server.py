@@ -100,11 +100,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_request(self) -> Request:
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body = self._read_chunked()
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length > 0 else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         return Request(self.command, parts.path, query, headers, body)
+
+    def _read_chunked(self) -> bytes:
+        """A ``Transfer-Encoding: chunked`` body (ValueError when malformed)."""
+        parts: list[bytes] = []
+        while True:
+            size = int(self.rfile.readline(1024).split(b";")[0].strip() or b"x", 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(8)
 
     def _write(self, response: Response) -> None:
         self.send_response(response.status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Callable
 
@@ -131,3 +132,14 @@ def test_env_and_requestor_accounts(devnet: Devnet) -> None:
     assert accounts == [{"platform": "erc20-holesky-tglm", "address": devnet.node_id,
                          "driver": "erc20", "network": "holesky", "token": "tGLM",
                          "send": True, "receive": False}]
+
+
+def test_chunked_request_bodies_are_read(devnet: Devnet) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"totalAmount":'
+        yield b' "1"}'
+
+    with Client(devnet) as client:
+        reply = client.post(f"{PAYMENT}/allocations", data=chunks(),
+                            headers={"Content-Type": "application/json"})
+    assert reply.status_code == 201 and reply.json()["totalAmount"] == "1"
