@@ -1,6 +1,7 @@
 """golemsync: a synchronous requestor library for the Golem Network.
 
 Blocking calls, real threads and standard ``concurrent.futures.Future`` objects; no event loop.
+See the README for a quick start and ``docs/guide.md`` for the task model.
 """
 
 from __future__ import annotations
@@ -8,6 +9,9 @@ from __future__ import annotations
 import logging
 
 from .config import Config
+from .connection import network
+from .context import WorkContext
+from .engine import Golem
 from .errors import (
     ActivityTerminated,
     ApiError,
@@ -24,6 +28,11 @@ from .errors import (
     StorageError,
     TaskFailed,
 )
+from .market import LeastExpensive, LinearPricing, Offer, Strategy
+from .payload import Payload, vm
+from .script import CommandResult, Script
+from .summary import Summary
+from .tasks import Task, TaskStatus
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -35,15 +44,29 @@ __all__ = [
     "AuthenticationError",
     "BudgetExceeded",
     "CommandFailed",
+    "CommandResult",
     "Config",
     "ConfigurationError",
     "DaemonUnreachable",
+    "Golem",
     "GolemError",
     "JobError",
     "JobTimeout",
+    "LeastExpensive",
+    "LinearPricing",
     "NoOffersError",
+    "Offer",
+    "Payload",
     "ProtocolError",
+    "Script",
     "StorageError",
+    "Strategy",
+    "Summary",
+    "Task",
     "TaskFailed",
+    "TaskStatus",
+    "WorkContext",
     "__version__",
+    "network",
+    "vm",
 ]

@@ -10,13 +10,16 @@ Futures say so with the same exception type.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from .errors import CommandFailed
+from .errors import CommandFailed, StorageError
 
 if TYPE_CHECKING:
     from .context import WorkContext
@@ -41,6 +44,7 @@ class CommandResult:
     stderr: Output = None
     message: Optional[str] = None
     exit_code: Optional[int] = None
+    finished_at: Optional[datetime] = None  # when the provider reported it finished (UTC)
 
     @property
     def text(self) -> str:
@@ -136,6 +140,90 @@ class Script:
         }
         return self.add("run", {"entry_point": command, "args": argv, "capture": capture})
 
+    # -- file transfer ----------------------------------------------------------------------
+    def send_file(
+        self, local_path: str | os.PathLike[str], remote_path: str
+    ) -> Future[CommandResult]:
+        """Upload a local file to ``remote_path`` (inside a VM volume, e.g. /golem/input/x).
+
+        The file must exist and be readable now: a :class:`StorageError` is raised here, before
+        anything is sent, when it is not. It is published when the batch is sent.
+        """
+        source = _readable(local_path)
+        return self._upload(lambda storage: storage.publish_file(source), remote_path)
+
+    def send_bytes(self, data: bytes, remote_path: str) -> Future[CommandResult]:
+        """Upload ``data`` as the file ``remote_path``."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send_bytes needs bytes, got {type(data).__name__}")
+        blob = bytes(data)
+        return self._upload(lambda storage: storage.publish_bytes(blob), remote_path)
+
+    def send_json(self, value: Any, remote_path: str) -> Future[CommandResult]:
+        """Upload ``value`` serialized as JSON (UTF-8) to ``remote_path``."""
+        return self.send_bytes(json_bytes(value), remote_path)
+
+    def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> Future[Path]:
+        """Download ``remote_path`` into ``local_path``; the Future gives the local path.
+
+        Missing parent directories are created. The file appears only complete: on failure
+        nothing is left at ``local_path`` (an existing file there is kept).
+        """
+        target = Path(local_path)
+        return self._download(remote_path, target, lambda path: path)
+
+    def download_bytes(self, remote_path: str, *, limit: int = 64 << 20) -> Future[bytes]:
+        """Download ``remote_path`` and give its content (at most ``limit`` bytes, else error)."""
+        return self._download(remote_path, None, lambda path: _read_limited(path, limit))
+
+    def download_json(self, remote_path: str, *, limit: int = 64 << 20) -> Future[Any]:
+        """Download ``remote_path`` and give it parsed as JSON."""
+        return self._download(remote_path, None,
+                              lambda path: json.loads(_read_limited(path, limit)))
+
+    def _upload(self, publish: Callable[[Any], Any], remote_path: str) -> Future[CommandResult]:
+        destination = _container_url(remote_path)
+        held: list[Any] = []
+
+        def prepare(command: Command) -> None:
+            published = publish(self.ctx.storage)
+            held.append(published)
+            command.args["from"] = published.url
+
+        def cleanup(ok: bool) -> None:
+            for published in held:
+                published.release()
+
+        return self.add("transfer", {"from": None, "to": destination}, prepare=prepare,
+                        cleanup=cleanup)
+
+    def _download(self, remote_path: str, target: Optional[Path],
+                  convert: Callable[[Path], Any]) -> Future[Any]:
+        source = _container_url(remote_path)
+        held: list[Any] = []
+
+        def prepare(command: Command) -> None:
+            receiving = self.ctx.storage.receive_file(target)
+            held.append(receiving)
+            command.args["to"] = receiving.url
+
+        def finish(result: CommandResult) -> Any:
+            receiving = held.pop()
+            path = receiving.finish(True)
+            try:
+                return convert(path)
+            finally:
+                if target is None:
+                    path.unlink(missing_ok=True)
+
+        def cleanup(ok: bool) -> None:
+            for receiving in held:  # still held: the command failed or never ran
+                receiving.finish(False)
+            held.clear()
+
+        return self.add("transfer", {"from": source, "to": None}, prepare=prepare,
+                        finish=finish, cleanup=cleanup)
+
     def terminate(self) -> Future[CommandResult]:
         """Stop the runtime (it returns to Initialized; the engine normally does not need this)."""
         return self.add("terminate", {})
@@ -205,13 +293,40 @@ class Script:
 
 
 def result_from_wire(name: str, index: int, ok: bool, stdout: Output, stderr: Output,
-                     message: Optional[str]) -> CommandResult:
+                     message: Optional[str],
+                     finished_at: Optional[datetime] = None) -> CommandResult:
     """Build a :class:`CommandResult` from one item of the batch results."""
     exit_code: Optional[int] = None
     if name == "run":
         match = _EXIT_CODE.search(message or "")
         exit_code = int(match.group(1)) if match else (0 if ok else None)
-    return CommandResult(index, name, ok, stdout, stderr, message, exit_code)
+    return CommandResult(index, name, ok, stdout, stderr, message, exit_code, finished_at)
+
+
+def _container_url(remote_path: str) -> str:
+    if not remote_path.startswith("/"):
+        raise ValueError(f"remote paths are absolute paths inside the VM, got {remote_path!r}")
+    return f"container:{remote_path}"
+
+
+def _readable(local_path: str | os.PathLike[str]) -> Path:
+    path = Path(local_path)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise StorageError(f"cannot send {path}: {exc.strerror or exc}") from exc
+    if path.is_dir():
+        raise StorageError(f"cannot send {path}: it is a directory")
+    return path.resolve()
+
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    size = path.stat().st_size
+    if size > limit:
+        raise StorageError(f"downloaded file is {size} bytes, over the limit of {limit}; "
+                           "use download_file for large outputs")
+    return path.read_bytes()
 
 
 def json_bytes(value: Any) -> bytes:

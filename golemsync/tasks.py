@@ -145,6 +145,7 @@ class TaskQueue:
         max_retries: int,
         task_timeout: Optional[float],
         on_final: Callable[[Task[Any]], None],
+        on_retry: Optional[Callable[[Task[Any], Optional[BaseException]], None]] = None,
         read_ahead: int = 64,
     ) -> None:
         if max_retries < 0:
@@ -153,6 +154,7 @@ class TaskQueue:
         self._max_retries = max_retries
         self._task_timeout = task_timeout
         self._on_final = on_final
+        self._on_retry = on_retry
         self._read_ahead = max(1, read_ahead)
         # _cond guards: _pending, _running, _exhausted, _waiting, _closed, _source_error.
         self._cond = threading.Condition()
@@ -240,8 +242,10 @@ class TaskQueue:
             self._cond.notify_all()
         if final:
             self._on_final(task)
-        else:
-            logger.info("task %r failed on %s (%s); retrying", task.data, task.provider_name, error)
+            return
+        logger.info("task %r failed on %s (%s); retrying", task.data, task.provider_name, error)
+        if self._on_retry is not None:
+            self._on_retry(task, error)
 
     # -- state for the market and the engine ------------------------------------------------
     def wanted_providers(self) -> int:

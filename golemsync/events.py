@@ -1,0 +1,206 @@
+"""A typed stream of what the engine does, for callbacks, logs, progress bars and summaries.
+
+Subscribe with ``Golem(on_event=callback)`` or ``golem.subscribe(callback)``. Every event is a
+frozen dataclass deriving from :class:`Event`; callbacks receive them in the order they
+happened, on one dedicated thread (``golemsync-events``), so a slow callback never delays the
+engine and a raising one is logged and skipped, never breaking the job.
+
+Events (all carry ``at``, a ``time.monotonic()`` instant):
+
+==========================  ==============================================================
+``JobStarted``              a job began (``max_workers``)
+``OfferReceived``           an offer from a provider was seen
+``AgreementCreated``        a provider was hired (agreement approved)
+``ActivityStarted``         its activity is deployed and started
+``ScriptSent``              a batch was sent (``commands``)
+``CommandFinished``         one command of a batch settled (``success``, ``message``)
+``TaskAccepted``            a task's result was accepted
+``TaskRetried``             a task attempt failed; it goes back to the queue
+``TaskFailedEvent``         a task ran out of attempts
+``AgreementTerminated``     a provider was released (``failed``)
+``DebitNoteAccepted``       a debit note was accepted (``amount``)
+``InvoiceAccepted``         an invoice was accepted (``amount``)
+``InvoiceRejected``         an invoice was rejected (``amount``, ``reason``)
+``JobFinished``             a job ended (``error`` when it raised)
+==========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Callable, Optional
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every engine event."""
+
+    at: float = field(default_factory=time.monotonic, compare=False)
+
+
+@dataclass(frozen=True)
+class JobStarted(Event):
+    max_workers: int = 0
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ProviderEvent(Event):
+    """An event about one provider."""
+
+    provider_id: str = ""
+    provider_name: str = ""
+
+
+@dataclass(frozen=True)
+class OfferReceived(ProviderEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class AgreementCreated(ProviderEvent):
+    agreement_id: str = ""
+
+
+@dataclass(frozen=True)
+class ActivityStarted(ProviderEvent):
+    activity_id: str = ""
+
+
+@dataclass(frozen=True)
+class ScriptSent(ProviderEvent):
+    commands: int = 0
+
+
+@dataclass(frozen=True)
+class CommandFinished(ProviderEvent):
+    index: int = 0
+    command: str = ""
+    success: bool = True
+    message: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AgreementTerminated(ProviderEvent):
+    agreement_id: str = ""
+    failed: bool = False
+    reason: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class TaskEvent(ProviderEvent):
+    """An event about one task (``data`` is the task's input)."""
+
+    data: Any = None
+    attempts: int = 0
+    running_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskAccepted(TaskEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class TaskRetried(TaskEvent):
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class TaskFailedEvent(TaskEvent):
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentEvent(ProviderEvent):
+    """A payment document decided for an agreement."""
+
+    agreement_id: str = ""
+    amount: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class DebitNoteAccepted(PaymentEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class InvoiceAccepted(PaymentEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class InvoiceRejected(PaymentEvent):
+    reason: str = ""
+
+
+Callback = Callable[[Event], None]
+
+_STOP = object()
+
+
+class EventBus:
+    """Delivers events to subscribers on one thread, in order. ``emit`` never blocks."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()  # guards _callbacks, _thread, _closed
+        self._callbacks: list[Callback] = []
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    def subscribe(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(event)`` for every later event; returns a function that unsubscribes."""
+        with self._lock:
+            self._callbacks.append(callback)
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._deliver, name="golemsync-events")
+                self._thread.start()
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._callbacks:
+                    self._callbacks.remove(callback)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` for delivery (dropped when nobody listens)."""
+        with self._lock:
+            listening = bool(self._callbacks) and not self._closed
+        if listening:
+            self._queue.put(event)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued, then stop the delivery thread. Idempotent."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join(timeout)
+
+    def _deliver(self) -> None:
+        while True:
+            event = self._queue.get()
+            if event is _STOP:
+                return
+            with self._lock:
+                callbacks = list(self._callbacks)
+            for callback in callbacks:
+                try:
+                    callback(event)
+                except Exception:
+                    logger.exception("event callback %r raised on %s", callback,
+                                     type(event).__name__)

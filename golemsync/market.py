@@ -1,0 +1,413 @@
+"""The market side of a job: the demand, offer scoring, negotiation and agreements.
+
+One market thread per job subscribes the demand, reads offers, scores them with a pluggable
+:class:`Strategy`, counter-proposes (choosing the payment platform) and, whenever the job wants
+another provider, turns the best provider Draft into an approved agreement and hands it over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any, Callable, Optional, Protocol
+
+from . import timestamps
+from .errors import ApiError, GolemError, NotFound
+from .events import OfferReceived
+from .money import to_decimal
+from .payload import Payload
+
+logger = logging.getLogger(__name__)
+
+PLATFORM_PREFIX = "golem.com.payment.platform."
+USAGE_CPU = "golem.usage.cpu_sec"
+USAGE_DURATION = "golem.usage.duration_sec"
+ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+DEFAULT_ACCEPT_TIMEOUT = 240
+
+
+@dataclass(frozen=True)
+class LinearPricing:
+    """The linear price model: ``start + per_second·duration + per_cpu_second·cpu``."""
+
+    start: Decimal
+    per_second: Decimal
+    per_cpu_second: Decimal
+
+    @classmethod
+    def from_properties(cls, props: dict[str, Any]) -> Optional[LinearPricing]:
+        """Read the price from offer/agreement properties; None when it is not linear."""
+        coeffs = props.get("golem.com.pricing.model.linear.coeffs")
+        vector = props.get("golem.com.usage.vector")
+        if not isinstance(coeffs, list) or not isinstance(vector, list):
+            return None
+        if len(coeffs) != len(vector) + 1:
+            return None
+        try:
+            by_name = {name: to_decimal(c) for name, c in zip(vector, coeffs)}
+            start = to_decimal(coeffs[-1])
+        except ValueError:
+            return None
+        zero = Decimal(0)
+        return cls(start, by_name.get(USAGE_DURATION, zero), by_name.get(USAGE_CPU, zero))
+
+    def cost(self, duration: float, cpu: float) -> Decimal:
+        """Price of ``duration`` wall seconds and ``cpu`` CPU seconds."""
+        wall = self.per_second * to_decimal(duration)
+        return self.start + wall + self.per_cpu_second * to_decimal(cpu)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A provider's offer as the strategy sees it."""
+
+    proposal_id: str
+    provider_id: str
+    provider_name: str
+    properties: dict[str, Any]
+    pricing: Optional[LinearPricing]
+
+    @property
+    def cpu_threads(self) -> int:
+        value = self.properties.get("golem.inf.cpu.threads", 1)
+        return value if isinstance(value, int) and value > 0 else 1
+
+    def platforms(self) -> list[str]:
+        """Payment platforms the provider can be paid on."""
+        return [
+            key[len(PLATFORM_PREFIX):-len(".address")]
+            for key in self.properties
+            if key.startswith(PLATFORM_PREFIX) and key.endswith(".address")
+        ]
+
+
+class Strategy(Protocol):
+    """Decides which offers to take: a higher score is better, ``None`` refuses the offer."""
+
+    def score(self, offer: Offer) -> Optional[float]: ...
+
+
+@dataclass
+class LeastExpensive:
+    """Default strategy: the cheapest provider for ``expected_seconds`` of full-CPU work.
+
+    Caps (``None`` = no cap) refuse offers whose start price, price per second or price per CPU
+    second is above them. ``allow``/``deny`` filter by provider id or name (``allow`` empty =
+    everyone allowed).
+    """
+
+    max_start_price: Optional[Decimal] = None
+    max_price_per_second: Optional[Decimal] = None
+    max_price_per_cpu_second: Optional[Decimal] = None
+    expected_seconds: float = 60.0
+    allow: Collection[str] = ()
+    deny: Collection[str] = ()
+
+    def score(self, offer: Offer) -> Optional[float]:
+        if not self._permitted(offer):
+            return None
+        price = offer.pricing
+        if price is None or not self._within_caps(price):
+            return None
+        seconds = self.expected_seconds
+        return -float(price.cost(seconds, seconds * offer.cpu_threads))
+
+    def _permitted(self, offer: Offer) -> bool:
+        names = {offer.provider_id, offer.provider_name}
+        if names & set(self.deny):
+            return False
+        return not self.allow or bool(names & set(self.allow))
+
+    def _within_caps(self, price: LinearPricing) -> bool:
+        pairs = (
+            (price.start, self.max_start_price),
+            (price.per_second, self.max_price_per_second),
+            (price.per_cpu_second, self.max_price_per_cpu_second),
+        )
+        return all(cap is None or value <= to_decimal(cap) for value, cap in pairs)
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What the job asks for: flat properties and one constraint expression."""
+
+    properties: dict[str, Any]
+    constraints: str
+
+
+def build_demand(
+    payload: Payload,
+    *,
+    subnet: str,
+    decoration_properties: dict[str, Any],
+    decoration_constraints: list[str],
+    lifetime: timedelta,
+) -> Demand:
+    """Combine payload, subnet, payment decorations and expiration into a demand."""
+    expiration = timestamps.now() + lifetime
+    properties: dict[str, Any] = dict(payload.properties)
+    properties.update(
+        {
+            "golem.node.debug.subnet": subnet,
+            "golem.srv.comp.expiration": int(expiration.timestamp() * 1000),
+            "golem.srv.caps.multi-activity": True,
+            ACCEPT_TIMEOUT: DEFAULT_ACCEPT_TIMEOUT,
+        }
+    )
+    properties.update(decoration_properties)
+    parts = [*payload.constraints, f"(golem.node.debug.subnet={subnet})", *decoration_constraints]
+    constraints = parts[0] if len(parts) == 1 else "(&" + "\n\t".join(parts) + ")"
+    return Demand(properties, constraints)
+
+
+@dataclass(frozen=True)
+class Hire:
+    """An approved agreement, ready for a worker thread."""
+
+    agreement_id: str
+    provider_id: str
+    provider_name: str
+    pricing: Optional[LinearPricing]
+    cpu_threads: int
+    properties: dict[str, Any] = field(repr=False)
+
+
+@dataclass
+class _Draft:
+    offer: Offer
+    score: float
+    draft_id: str
+
+
+class MarketWorker:
+    """The market thread of one job (see the module docstring).
+
+    ``wanted()`` says how many more providers the job could use now; ``hire(h)`` receives each
+    approved agreement; ``can_afford(offer)`` vetoes hires the budget cannot cover;
+    ``excluded`` is the set of provider ids not to hire again (failed, refused, or at work).
+    Fatal problems go to ``on_error``.
+    """
+
+    def __init__(
+        self,
+        market_api: Any,
+        demand: Demand,
+        *,
+        strategy: Strategy,
+        platform: str,
+        wanted: Callable[[], int],
+        hire: Callable[[Hire], None],
+        can_afford: Callable[[Offer], bool],
+        excluded: Callable[[], Collection[str]],
+        on_error: Callable[[BaseException], None],
+        stop: threading.Event,
+        poll_timeout: float = 2.0,
+        emit: Optional[Callable[[Any], None]] = None,
+        approval_timeout: float = 30.0,
+        resubscribe_after: float = 10.0,
+    ) -> None:
+        self._api = market_api
+        self._demand = demand
+        self._strategy = strategy
+        self._platform = platform
+        self._wanted = wanted
+        self._hire = hire
+        self._can_afford = can_afford
+        self._excluded = excluded
+        self._on_error = on_error
+        self._stop = stop
+        self._poll_timeout = poll_timeout
+        self._emit = emit if emit is not None else (lambda event: None)
+        self._approval_timeout = approval_timeout
+        self._resubscribe_after = resubscribe_after
+        self._subscription: Optional[str] = None
+        self._countered: dict[str, Offer] = {}  # our counter-proposal id -> the offer it answers
+        self._drafts: dict[str, _Draft] = {}  # provider id -> best draft from that provider
+        self._refused: set[str] = set()  # providers that refused to sign in this job
+        self._last_offer_at = time.monotonic()
+        self.offers_seen = 0
+
+    # -- thread body -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Negotiate until ``stop`` is set. Never raises: errors go to ``on_error``."""
+        try:
+            self._subscribe()
+            while not self._stop.is_set():
+                self._collect_once()
+                self._hire_while_wanted()
+        except GolemError as exc:
+            if not self._stop.is_set():
+                self._on_error(exc)
+        except Exception as exc:  # a bug must still end the job loudly, not hang it
+            logger.exception("market thread crashed")
+            self._on_error(exc)
+        finally:
+            self._unsubscribe()
+
+    def _subscribe(self) -> None:
+        self._subscription = self._api.subscribe_demand(
+            self._demand.properties, self._demand.constraints
+        )
+        self._last_offer_at = time.monotonic()
+        logger.info("demand subscribed: %s", self._subscription)
+
+    def _unsubscribe(self) -> None:
+        if self._subscription is None:
+            return
+        subscription, self._subscription = self._subscription, None
+        try:
+            self._api.unsubscribe_demand(subscription)
+        except GolemError as exc:
+            logger.debug("unsubscribe %s: %s", subscription, exc)
+
+    def _collect_once(self) -> None:
+        assert self._subscription is not None
+        try:
+            events = self._api.collect_offers(self._subscription, timeout=self._poll_timeout)
+        except NotFound:
+            logger.info("demand subscription ended; subscribing again")
+            self._subscription = None
+            self._subscribe()
+            return
+        for event in events:
+            proposal = getattr(event, "proposal", None)
+            if proposal is not None:
+                self._on_proposal(proposal)
+        if self._should_refresh():
+            self._unsubscribe()
+            self._subscribe()
+
+    def _should_refresh(self) -> bool:
+        # Offers are delivered once per subscription: when the job still wants providers but
+        # every offer seen is used up, a fresh subscription brings the market's offers again.
+        idle = time.monotonic() - self._last_offer_at > self._resubscribe_after
+        return idle and not self._drafts and not self._countered and self._wanted() > 0
+
+    # -- negotiation --------------------------------------------------------------------------
+    def _on_proposal(self, proposal: Any) -> None:
+        if proposal.state == "Draft" and proposal.prev_proposal_id in self._countered:
+            offer = self._countered.pop(proposal.prev_proposal_id)
+            score = self._strategy.score(offer)
+            if score is not None:
+                self._keep_draft(_Draft(offer, score, proposal.proposal_id))
+            return
+        if proposal.state != "Initial":
+            return
+        self.offers_seen += 1
+        self._last_offer_at = time.monotonic()
+        offer = Offer(
+            proposal.proposal_id,
+            proposal.issuer_id,
+            str(proposal.properties.get("golem.node.id.name", proposal.issuer_id)),
+            dict(proposal.properties),
+            LinearPricing.from_properties(proposal.properties),
+        )
+        self._emit(OfferReceived(provider_id=offer.provider_id, provider_name=offer.provider_name))
+        self._consider(offer)
+
+    def _consider(self, offer: Offer) -> None:
+        if offer.provider_id in self._excluded() or offer.provider_id in self._refused:
+            return
+        reason = self._refusal(offer)
+        if reason is not None:
+            logger.debug("offer from %s refused: %s", offer.provider_name, reason)
+            self._reject(offer, reason)
+            return
+        properties = dict(self._demand.properties)
+        properties["golem.com.payment.chosen-platform"] = self._platform
+        timeout = offer.properties.get(ACCEPT_TIMEOUT)
+        if isinstance(timeout, int) and timeout >= 30:
+            properties[ACCEPT_TIMEOUT] = timeout
+        assert self._subscription is not None
+        try:
+            ours = self._api.counter_proposal(
+                self._subscription, offer.proposal_id, properties, self._demand.constraints
+            )
+        except ApiError as exc:
+            logger.info("counter-proposal to %s failed: %s", offer.provider_name, exc)
+            return
+        self._countered[ours] = offer
+
+    def _refusal(self, offer: Offer) -> Optional[str]:
+        if self._platform not in offer.platforms():
+            return f"no common payment platform (we pay on {self._platform})"
+        if offer.pricing is None:
+            return "no linear price model"
+        if self._strategy.score(offer) is None:
+            return "refused by the strategy"
+        return None
+
+    def _reject(self, offer: Offer, reason: str) -> None:
+        assert self._subscription is not None
+        try:
+            self._api.reject_proposal(self._subscription, offer.proposal_id, reason)
+        except ApiError as exc:
+            logger.debug("reject %s: %s", offer.proposal_id, exc)
+
+    def _keep_draft(self, draft: _Draft) -> None:
+        current = self._drafts.get(draft.offer.provider_id)
+        if current is None or draft.score > current.score:
+            self._drafts[draft.offer.provider_id] = draft
+
+    # -- agreements ---------------------------------------------------------------------------
+    def _hire_while_wanted(self) -> None:
+        while not self._stop.is_set() and self._wanted() > 0:
+            draft = self._best_draft()
+            if draft is None:
+                return
+            if not self._can_afford(draft.offer):
+                return
+            self._sign(draft)
+
+    def _best_draft(self) -> Optional[_Draft]:
+        excluded = self._excluded()
+        for provider_id in [p for p in self._drafts if p in excluded or p in self._refused]:
+            del self._drafts[provider_id]
+        if not self._drafts:
+            return None
+        best = max(self._drafts.values(), key=lambda d: d.score)
+        del self._drafts[best.offer.provider_id]
+        return best
+
+    def _sign(self, draft: _Draft) -> None:
+        offer = draft.offer
+        try:
+            agreement_id = self._api.create_agreement(
+                draft.draft_id, timestamps.now() + timedelta(hours=1)
+            )
+            self._api.confirm_agreement(agreement_id)
+            if not self._await_approval(agreement_id):
+                self._refused.add(offer.provider_id)
+                return
+        except ApiError as exc:
+            logger.info("agreement with %s failed: %s", offer.provider_name, exc)
+            self._refused.add(offer.provider_id)
+            return
+        logger.info("agreement %s approved by %s", agreement_id, offer.provider_name)
+        self._hire(
+            Hire(agreement_id, offer.provider_id, offer.provider_name, offer.pricing,
+                 offer.cpu_threads, offer.properties)
+        )
+
+    def _await_approval(self, agreement_id: str) -> bool:
+        deadline = time.monotonic() + self._approval_timeout
+        while not self._stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._cancel(agreement_id)
+                return False
+            if self._api.wait_for_approval(agreement_id, timeout=min(remaining, 5.0)):
+                return True
+        self._cancel(agreement_id)
+        return False
+
+    def _cancel(self, agreement_id: str) -> None:
+        try:
+            self._api.cancel_agreement(agreement_id, {"message": "approval took too long"})
+        except ApiError as exc:
+            logger.debug("cancel %s: %s", agreement_id, exc)
