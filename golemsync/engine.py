@@ -44,6 +44,7 @@ from .events import (
     TaskFailedEvent,
     TaskRetried,
 )
+from .executor import GolemExecutor
 from .market import Demand, Hire, LeastExpensive, MarketWorker, Offer, Strategy, build_demand
 from .money import to_decimal
 from .payload import Payload
@@ -101,6 +102,7 @@ class Golem:
         self._lock = threading.Lock()  # guards _state, _job, _storage
         self._state = "new"
         self._job: Optional[Job] = None
+        self._executors: list[GolemExecutor] = []
         self._storage: Any = None
         self._client_stop = threading.Event()
         self._payments_stop = threading.Event()
@@ -180,8 +182,13 @@ class Golem:
                 return
             self._state = "closing"
             job = self._job
+            executors = list(self._executors)
+        for executor in executors:
+            executor.shutdown(wait=False, cancel_futures=True)
         if job is not None:
             job.stop_and_join()
+        for executor in executors:
+            executor.join(60)
         self._teardown()
         with self._lock:
             self._state = "closed"
@@ -272,6 +279,17 @@ class Golem:
             if bar is not None and unsubscribe is not None:
                 unsubscribe()
                 bar.close()
+
+    def executor(self, payload: Payload, *, max_workers: int = 4, max_retries: int = 3,
+                 task_timeout: Optional[float] = None,
+                 offer_timeout: float = 60.0) -> GolemExecutor:
+        """A ``concurrent.futures.Executor`` running calls on providers (see
+        :mod:`golemsync.executor`). It runs as this session's job until it is shut down."""
+        executor = GolemExecutor(self, payload, max_workers=max_workers, max_retries=max_retries,
+                                 task_timeout=task_timeout, offer_timeout=offer_timeout)
+        with self._lock:
+            self._executors.append(executor)
+        return executor
 
     def summary(self) -> Summary:
         """Per-provider and total figures of everything run so far; ``print()`` it."""
