@@ -22,9 +22,10 @@ import sys
 import threading
 import time
 import tracemalloc
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import requests
 

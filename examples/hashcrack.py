@@ -16,7 +16,8 @@ import hashlib
 import string
 import sys
 import time
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 from golemsync import Golem, GolemError, Script, Task, WorkContext, network, vm
 

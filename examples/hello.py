@@ -8,7 +8,7 @@ yagna daemon instead.
 from __future__ import annotations
 
 import sys
-from typing import Iterator
+from collections.abc import Iterator
 
 from golemsync import Golem, GolemError, Script, Task, WorkContext, network, vm
 

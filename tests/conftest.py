@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["pytester"]
+
 LEAK_GRACE_SECONDS = 5.0
 
 

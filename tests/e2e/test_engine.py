@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 

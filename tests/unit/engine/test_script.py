@@ -6,7 +6,7 @@ import pytest
 
 from golemsync.context import WorkContext
 from golemsync.errors import CommandFailed
-from golemsync.script import Script, result_from_wire
+from golemsync.script import result_from_wire
 
 
 def make_ctx() -> WorkContext:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -9,7 +10,9 @@ from golemsync.errors import TaskFailed
 from golemsync.tasks import DRAINED, Task, TaskQueue, TaskStatus
 
 
-def make_queue(source: Any, *, max_retries: int = 2, read_ahead: int = 64) -> tuple[TaskQueue, list]:
+def make_queue(
+    source: Any, *, max_retries: int = 2, read_ahead: int = 64
+) -> tuple[TaskQueue, list[Task[Any]]]:
     finals: list[Task[Any]] = []
     queue = TaskQueue(source, max_retries=max_retries, task_timeout=None,
                       on_final=finals.append, read_ahead=read_ahead)
