@@ -13,6 +13,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
+from golemsync.cli_client import register_offers, register_status
+
 
 def _register_devnet(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -57,7 +59,11 @@ def _run_devnet(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[tuple[str, Callable[[Any], None]]] = [("devnet", _register_devnet)]
+COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
+    ("devnet", _register_devnet),
+    ("status", register_status),
+    ("offers", register_offers),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,195 @@
+"""``golemsync status`` and ``golemsync offers``: look at a daemon (or devnet) from the shell.
+
+``status`` answers "can my code talk to Golem?": is the daemon reachable, does it accept the
+app key, which identity, payment account and allocations. Each failure comes with what to do.
+Exit code 0 when everything needed works, 1 otherwise (2 for bad usage).
+
+``offers`` publishes a demand for a VM image for a few seconds and lists the providers that
+answer, with their prices, as a table or as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from decimal import Decimal
+from typing import Any, Optional
+
+PLACEHOLDER_HASH = "ab" * 28
+PLACEHOLDER_URL = "http://registry.invalid/image.gvmi"
+
+
+def register_status(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "status", help="check the connection to the daemon: identity, account, allocations")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_status)
+
+
+def register_offers(subparsers: Any) -> None:
+    parser = subparsers.add_parser("offers", help="scan the market for an image's providers")
+    parser.add_argument("--image-hash", default=PLACEHOLDER_HASH, help="SHA3-224 of the image")
+    parser.add_argument("--image-url", default=PLACEHOLDER_URL, help="download URL of the image")
+    parser.add_argument("--min-mem-gib", type=float, default=0.5)
+    parser.add_argument("--min-storage-gib", type=float, default=2.0)
+    parser.add_argument("--min-cpu-threads", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to listen (5)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=run_offers)
+
+
+# -- status ----------------------------------------------------------------------------------------
+def run_status(args: argparse.Namespace) -> int:
+    report, ok = diagnose()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        for key, value in report.items():
+            print(f"{key:<14}{value}")
+    return 0 if ok else 1
+
+
+def diagnose() -> tuple[dict[str, Any], bool]:
+    """Check each step a requestor needs; returns the findings and whether all is well."""
+    from .config import Config
+    from .errors import ConfigurationError, GolemError
+    from .rest import YagnaClient
+
+    report: dict[str, Any] = {}
+    try:
+        config = Config.load()
+    except ConfigurationError as exc:
+        report["problem"] = str(exc)
+        return report, False
+    report["daemon"] = config.api_url
+    with YagnaClient(config) as client:
+        try:
+            version = client.identity.version()
+            report["version"] = version.current.version if version.current else "unknown"
+            if version.current and "golemsync-devnet" in version.current.name:
+                report["network"] = "golemsync devnet (simulated providers, test currency)"
+            report["identity"] = client.identity.me().identity
+        except GolemError as exc:
+            report["problem"] = str(exc)
+            return report, False
+        return _payment_status(client, config, report)
+
+
+def _payment_status(
+    client: Any, config: Any, report: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    from .errors import GolemError
+
+    try:
+        accounts = client.payment.requestor_accounts()
+        allocations = client.payment.list_allocations()
+    except GolemError as exc:
+        report["problem"] = f"payment API: {exc}"
+        return report, False
+    platform = config.payment_platform
+    mine = [a for a in accounts if a.platform == platform]
+    report["platform"] = platform
+    report["account"] = mine[0].address if mine else "none"
+    report["allocations"] = (f"{len(allocations)} open, "
+                             f"{sum((a.remaining_amount for a in allocations), Decimal(0))} "
+                             "GLM remaining")
+    if not mine:
+        report["problem"] = (f"no requestor account on {platform}: run `yagna payment init "
+                             f"--sender --network {config.payment_network}` or set "
+                             "YAGNA_PAYMENT_NETWORK to a network you have funds on")
+        return report, False
+    return report, True
+
+
+# -- offers -------------------------------------------------------------------------------------
+def run_offers(args: argparse.Namespace) -> int:
+    from .errors import GolemError
+
+    try:
+        offers = scan(args)
+    except GolemError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(offers, indent=2, default=str))
+    else:
+        print(_table(offers))
+    return 0
+
+
+def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Subscribe a demand for ``args.timeout`` seconds; return the providers that offered."""
+    from . import timestamps
+    from .config import Config
+    from .market import PLATFORM_PREFIX, LinearPricing
+    from .payload import vm
+    from .rest import YagnaClient
+
+    config = Config.load()
+    payload = vm.repo(image_hash=args.image_hash, image_url=args.image_url,
+                      min_mem_gib=args.min_mem_gib, min_storage_gib=args.min_storage_gib,
+                      min_cpu_threads=args.min_cpu_threads)
+    platform_key = f"{PLATFORM_PREFIX}{config.payment_platform}.address"
+    with YagnaClient(config) as client:
+        identity = client.identity.me().identity
+        properties = {**payload.properties, "golem.node.debug.subnet": config.subnet,
+                      platform_key: identity, "golem.com.payment.protocol.version": "3",
+                      "golem.srv.comp.expiration":
+                          int(timestamps.now().timestamp() * 1000) + 15 * 60 * 1000}
+        clauses = [*payload.constraints, f"(golem.node.debug.subnet={config.subnet})",
+                   f"({platform_key}=*)"]
+        subscription = client.market.subscribe_demand(properties, "(&" + "".join(clauses) + ")")
+        try:
+            proposals = _collect(client, subscription, args.timeout)
+        finally:
+            client.market.unsubscribe_demand(subscription)
+    rows = []
+    for proposal in proposals.values():
+        price = LinearPricing.from_properties(proposal.properties)
+        rows.append(_row(proposal, price))
+    return sorted(rows, key=lambda r: (r["start_price"] is None, r["price_per_hour"] or 0))
+
+
+def _collect(client: Any, subscription: str, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    found: dict[str, Any] = {}
+    while (remaining := deadline - time.monotonic()) > 0:
+        for event in client.market.collect_offers(subscription, timeout=min(remaining, 2.0)):
+            proposal = getattr(event, "proposal", None)
+            if proposal is not None and proposal.state == "Initial":
+                found[proposal.issuer_id] = proposal
+    return found
+
+
+def _row(proposal: Any, price: Optional[Any]) -> dict[str, Any]:
+    props = proposal.properties
+    return {
+        "name": props.get("golem.node.id.name", ""),
+        "provider_id": proposal.issuer_id,
+        "cpu_threads": props.get("golem.inf.cpu.threads"),
+        "mem_gib": props.get("golem.inf.mem.gib"),
+        "storage_gib": props.get("golem.inf.storage.gib"),
+        "start_price": None if price is None else price.start,
+        "price_per_hour": None if price is None else price.per_second * 3600,
+        "price_per_cpu_hour": None if price is None else price.per_cpu_second * 3600,
+    }
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no offers matched the demand (check --min-* requirements and YAGNA_SUBNET)"
+    head = (f"{'provider':<16}{'id':<14}{'threads':>8}{'mem GiB':>9}{'disk GiB':>10}"
+            f"{'start GLM':>12}{'GLM/h':>12}{'GLM/cpu-h':>12}")
+    lines = [head]
+    for r in rows:
+        lines.append(f"{str(r['name'])[:16]:<16}{r['provider_id'][:12]:<14}"
+                     f"{r['cpu_threads'] or '-':>8}{r['mem_gib'] or '-':>9}"
+                     f"{r['storage_gib'] or '-':>10}{_money(r['start_price']):>12}"
+                     f"{_money(r['price_per_hour']):>12}{_money(r['price_per_cpu_hour']):>12}")
+    return "\n".join(lines)
+
+
+def _money(value: Optional[Decimal]) -> str:
+    return "-" if value is None else f"{value:.6f}"

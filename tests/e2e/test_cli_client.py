@@ -1,0 +1,69 @@
+"""`golemsync status` and `golemsync offers`, run as a user would, on a devnet and without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from golemsync.devnet import Devnet
+
+pytestmark = pytest.mark.e2e
+
+
+def golemsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", "golemsync", *args], env=full,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_status_on_the_devnet(devnet: Devnet) -> None:
+    result = golemsync("status", "--json", env=devnet.env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["identity"] == devnet.node_id
+    assert report["platform"] == "erc20-holesky-tglm"
+    assert "devnet" in report["network"]
+
+
+def test_status_diagnoses_a_daemon_that_is_down() -> None:
+    result = golemsync("status", env={"YAGNA_API_URL": "http://127.0.0.1:9", "YAGNA_APPKEY": "k"})
+    assert result.returncode == 1
+    assert "no yagna daemon answers" in result.stdout and "golemsync devnet" in result.stdout
+
+
+def test_status_diagnoses_a_wrong_key(devnet: Devnet) -> None:
+    result = golemsync("status", env={**devnet.env, "YAGNA_APPKEY": "wrong-key"})
+    assert result.returncode == 1
+    assert "YAGNA_APPKEY" in result.stdout and "wrong-key" not in result.stdout
+
+
+def test_status_without_a_key_says_what_to_set() -> None:
+    result = golemsync("status", env={})
+    assert result.returncode == 1 and "YAGNA_APPKEY" in result.stdout
+
+
+def test_offers_lists_every_provider_with_prices(devnet: Devnet) -> None:
+    result = golemsync("offers", "--timeout", "1", "--json", env=devnet.env)
+    assert result.returncode == 0, result.stderr
+    offers = json.loads(result.stdout)
+    assert len(offers) == len(devnet.config.providers)
+    assert len({o["provider_id"] for o in offers}) == len(offers)
+    assert all(o["price_per_hour"] is not None for o in offers)
+    table = golemsync("offers", "--timeout", "1", env=devnet.env)
+    assert table.returncode == 0 and "GLM/h" in table.stdout
+
+
+def test_offers_respects_requirements(devnet: Devnet) -> None:
+    result = golemsync("offers", "--timeout", "1", "--min-mem-gib", "100000", env=devnet.env)
+    assert result.returncode == 0 and "no offers matched" in result.stdout
+
+
+def test_offers_against_a_daemon_that_is_down() -> None:
+    result = golemsync("offers", "--timeout", "1",
+                       env={"YAGNA_API_URL": "http://127.0.0.1:9", "YAGNA_APPKEY": "k"})
+    assert result.returncode == 1 and "no yagna daemon answers" in result.stderr
