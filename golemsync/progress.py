@@ -27,8 +27,9 @@ from .events import (
 )
 
 
-def wanted(progress: Optional[bool], stream: TextIO = sys.stderr) -> bool:
+def wanted(progress: Optional[bool], stream: Optional[TextIO] = None) -> bool:
     """Decide whether to draw: an explicit choice wins; by default only on a terminal."""
+    stream = stream or sys.stderr
     if progress is not None:
         if progress and not tqdm_available():
             raise ConfigurationError("progress=True needs tqdm: pip install 'golemsync[progress]'")
@@ -48,10 +49,13 @@ class ProgressBar:
     """Subscribe an instance to the engine's events; :meth:`close` when the job ends."""
 
     def __init__(self, total: Optional[int], spent: Callable[[], Decimal],
-                 stream: TextIO = sys.stderr) -> None:
+                 stream: Optional[TextIO] = None) -> None:
         from tqdm import tqdm
 
-        self._bar: Any = tqdm(total=total, unit="task", file=stream, dynamic_ncols=True)
+        # tqdm's monitor thread would outlive the job; refreshes on updates are enough.
+        tqdm.monitor_interval = 0
+        self._bar: Any = tqdm(total=total, unit="task", file=stream or sys.stderr,
+                              dynamic_ncols=True)
         self._spent = spent
         self._lock = threading.Lock()  # guards the counters and the bar
         self.done = self.failed = self.retried = self.working = 0
