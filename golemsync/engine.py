@@ -350,6 +350,7 @@ class Job:
         market = MarketWorker(
             self.client.market, demand, strategy=self.golem.strategy,
             platform=self.golem.config.payment_platform, wanted=self._wanted, hire=self._hire,
+            signed=self.payments.track, abandoned=self._abandoned,
             can_afford=self._can_afford, excluded=self._excluded_ids, on_error=self.fatal,
             stop=self.stop, poll_timeout=self.poll_timeout, emit=self.emit,
         )
@@ -408,8 +409,13 @@ class Job:
         with self._lock:
             return set(self._excluded)
 
+    def _abandoned(self, agreement_id: str, terminated: bool) -> None:
+        if terminated:
+            self.payments.ended(agreement_id)
+        else:
+            self.payments.forget(agreement_id)  # never approved: no invoice will come
+
     def _hire(self, hire: Hire) -> None:
-        self.payments.track(hire)
         worker = ProviderWorker(self, hire)
         with self._lock:
             self._workers[hire.provider_id] = worker

@@ -187,8 +187,10 @@ class _Draft:
 class MarketWorker:
     """The market thread of one job (see the module docstring).
 
-    ``wanted()`` says how many more providers the job could use now; ``hire(h)`` receives each
-    approved agreement; ``can_afford(offer)`` vetoes hires the budget cannot cover;
+    ``wanted()`` says how many more providers the job could use now; ``signed(h)`` hears of
+    every agreement as soon as it is created (so its invoice can be paid whatever happens
+    next), ``hire(h)`` receives each approved one, ``abandoned(id, terminated)`` each one given
+    up before work started; ``can_afford(offer)`` vetoes hires the budget cannot cover;
     ``excluded`` is the set of provider ids not to hire again (failed, refused, or at work).
     Fatal problems go to ``on_error``.
     """
@@ -202,6 +204,8 @@ class MarketWorker:
         platform: str,
         wanted: Callable[[], int],
         hire: Callable[[Hire], None],
+        signed: Callable[[Hire], object],
+        abandoned: Callable[[str, bool], None],
         can_afford: Callable[[Offer], bool],
         excluded: Callable[[], Collection[str]],
         on_error: Callable[[BaseException], None],
@@ -217,6 +221,8 @@ class MarketWorker:
         self._platform = platform
         self._wanted = wanted
         self._hire = hire
+        self._signed = signed
+        self._abandoned = abandoned
         self._can_afford = can_afford
         self._excluded = excluded
         self._on_error = on_error
@@ -380,34 +386,51 @@ class MarketWorker:
             agreement_id = self._api.create_agreement(
                 draft.draft_id, timestamps.now() + timedelta(hours=1)
             )
-            self._api.confirm_agreement(agreement_id)
-            if not self._await_approval(agreement_id):
-                self._refused.add(offer.provider_id)
-                return
         except ApiError as exc:
             logger.info("agreement with %s failed: %s", offer.provider_name, exc)
             self._refused.add(offer.provider_id)
             return
+        hire = Hire(agreement_id, offer.provider_id, offer.provider_name, offer.pricing,
+                    offer.cpu_threads, offer.properties)
+        self._signed(hire)
+        try:
+            self._api.confirm_agreement(agreement_id)
+            approved = self._await_approval(agreement_id)
+        except ApiError as exc:
+            logger.info("agreement with %s failed: %s", offer.provider_name, exc)
+            approved = False
+            self._abandoned(agreement_id, False)
+        if not approved:
+            self._refused.add(offer.provider_id)
+            return
         logger.info("agreement %s approved by %s", agreement_id, offer.provider_name)
-        self._hire(
-            Hire(agreement_id, offer.provider_id, offer.provider_name, offer.pricing,
-                 offer.cpu_threads, offer.properties)
-        )
+        self._hire(hire)
 
     def _await_approval(self, agreement_id: str) -> bool:
         deadline = time.monotonic() + self._approval_timeout
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self._cancel(agreement_id)
-                return False
+                break
             if self._api.wait_for_approval(agreement_id, timeout=min(remaining, 5.0)):
                 return True
-        self._cancel(agreement_id)
+        self._abandoned(agreement_id, self._cancel(agreement_id))
         return False
 
-    def _cancel(self, agreement_id: str) -> None:
+    def _cancel(self, agreement_id: str) -> bool:
+        """Withdraw an agreement we stopped waiting for; if the provider approved it in the
+        meantime (cancel then fails), terminate it instead, so none is left open.
+        Returns True when it was terminated (an invoice may follow)."""
+        reason = {"message": "the requestor stopped waiting for approval",
+                  "golem.requestor.code": "Cancelled"}
         try:
-            self._api.cancel_agreement(agreement_id, {"message": "approval took too long"})
+            self._api.cancel_agreement(agreement_id, reason)
+            return False
         except ApiError as exc:
-            logger.debug("cancel %s: %s", agreement_id, exc)
+            logger.debug("cancel %s: %s; terminating it instead", agreement_id, exc)
+        try:
+            self._api.terminate_agreement(agreement_id, reason)
+        except ApiError as exc:
+            logger.warning("could not cancel or terminate agreement %s: %s", agreement_id, exc)
+            return False
+        return True

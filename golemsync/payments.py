@@ -131,6 +131,14 @@ class Payments:
                 record.ended = time.monotonic()
             self._cond.notify_all()
 
+    def forget(self, agreement_id: str) -> None:
+        """Drop an agreement that never started (cancelled before approval): nothing is owed."""
+        with self._cond:
+            record = self._agreements.get(agreement_id)
+            if record is not None and record.spent == 0:
+                del self._agreements[agreement_id]
+            self._cond.notify_all()
+
     def add_task(self, agreement_id: str, task: Task[Any]) -> None:
         """Remember that ``task`` ran on this agreement (its cost share is set at invoice time)."""
         with self._cond:

@@ -155,7 +155,8 @@ def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
                           lifetime=__import__("datetime").timedelta(minutes=30))
     errors: list[BaseException] = []
     worker = MarketWorker(api, demand, strategy=LeastExpensive(), platform=PLATFORM,
-                          wanted=lambda: wanted[0], hire=hire, can_afford=lambda o: True,
+                          wanted=lambda: wanted[0], hire=hire, signed=lambda h: None,
+                          abandoned=lambda a, t: None, can_afford=lambda o: True,
                           excluded=lambda: set(), on_error=errors.append, stop=stop)
     thread = threading.Thread(target=worker.run, name="test-market")
     thread.start()
