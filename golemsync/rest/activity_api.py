@@ -7,17 +7,13 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Optional
-from urllib.parse import quote
 
 import requests
 
 from ..errors import ProtocolError, TransportError
 from .session import Transport
+from .session import segment as _q
 from .wire import ActivityState, ActivityUsage, ExeScriptCommandResult, RuntimeEvent, parse_id
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class ActivityApi:

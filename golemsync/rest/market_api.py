@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Optional
-from urllib.parse import quote
 
 from .. import timestamps
 from ..errors import PollTimeout
 from .session import Transport
+from .session import segment as _q
 from .wire import (
     Agreement,
     AgreementEvent,
@@ -19,10 +19,6 @@ from .wire import (
     parse_id,
     parse_market_event,
 )
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class MarketApi:

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Optional, TypeVar
-from urllib.parse import quote
 
 from .. import money, timestamps
 from ..errors import GolemError
 from .session import Transport
+from .session import segment as _q
 from .wire import (
     Account,
     Allocation,
@@ -23,10 +23,6 @@ from .wire import (
 )
 
 E = TypeVar("E", bound=Wire)
-
-
-def _q(value: str) -> str:
-    return quote(value, safe="")
 
 
 class PaymentApi:

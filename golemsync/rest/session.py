@@ -20,7 +20,7 @@ import random
 import threading
 from dataclasses import dataclass
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import tenacity
@@ -194,6 +194,11 @@ class Transport:
 
     def _sleep(self, seconds: float) -> None:
         self.stop_event.wait(seconds)
+
+
+def segment(value: str) -> str:
+    """Quote an id for use as one URL path segment (ids are opaque strings)."""
+    return quote(value, safe="")
 
 
 def transient(exc: BaseException, safe: bool) -> bool:
