@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 import pytest
+from jobs import PAYLOAD, echo_worker, golem_for
 
 from golemsync import (
     AuthenticationError,
@@ -27,22 +28,7 @@ from golemsync.devnet import Devnet, DevnetConfig
 
 pytestmark = pytest.mark.e2e
 
-PAYLOAD = vm.repo(image_hash="ab" * 28, image_url="http://registry.invalid/image.gvmi")
 SEED = 4242
-
-
-def golem_for(net: Devnet, **kwargs: Any) -> Golem:
-    kwargs.setdefault("budget", 5)
-    return Golem(api_url=net.url, app_key=net.app_key, poll_timeout=1.0, invoice_timeout=15,
-                 **kwargs)
-
-
-def echo_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
-    for task in tasks:
-        script = ctx.new_script(timeout=30)
-        out = script.run("/bin/echo", str(task.data))
-        yield script
-        task.accept_result(out.result().text.strip())
 
 
 def providers(count: int, **faults_by_index: dict[str, Any]) -> list[Any]:

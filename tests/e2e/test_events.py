@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Callable
 
 import pytest
+from jobs import PAYLOAD, echo_worker, golem_for
 
-from golemsync import Golem, Script, Task, WorkContext, events, progress, vm
+from golemsync import events, progress
 from golemsync.devnet import Devnet
 
 pytestmark = pytest.mark.e2e
 
-PAYLOAD = vm.repo(image_hash="ab" * 28, image_url="http://registry.invalid/image.gvmi")
-
-
-def echo_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
-    for task in tasks:
-        script = ctx.new_script(timeout=30)
-        out = script.run("/bin/echo", str(task.data))
-        yield script
-        task.accept_result(out.result().text.strip())
-
-
-def golem_for(net: Devnet, **kwargs: Any) -> Golem:
-    return Golem(budget=5, api_url=net.url, app_key=net.app_key, poll_timeout=1.0,
-                 invoice_timeout=15, **kwargs)
 
 
 def test_event_order_for_a_simple_job(devnet: Devnet) -> None:

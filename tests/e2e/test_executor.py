@@ -7,18 +7,13 @@ from concurrent.futures import CancelledError, as_completed, wait
 from typing import Any, Callable
 
 import pytest
+from jobs import PAYLOAD, golem_for
 
-from golemsync import Golem, WorkContext, vm
+from golemsync import WorkContext
 from golemsync.devnet import Devnet
 
 pytestmark = pytest.mark.e2e
 
-PAYLOAD = vm.repo(image_hash="ab" * 28, image_url="http://registry.invalid/image.gvmi")
-
-
-def golem_for(net: Devnet) -> Golem:
-    return Golem(budget=5, api_url=net.url, app_key=net.app_key, poll_timeout=1.0,
-                 invoice_timeout=15)
 
 
 def double(ctx: WorkContext, n: int) -> int:
