@@ -1,0 +1,115 @@
+"""Capturing a command's output the way the exe-unit does (PROTOCOL §4.5).
+
+A capture mode is ``{"atEnd": {...}}`` (keep everything, or ``head``/``tail``/``headTail`` N
+bytes) or ``{"stream": {"limit": N}}`` (also sent live as runtime events), each with an
+optional ``format`` of ``str`` (default) or ``bin``. Memory is bounded whatever the command
+prints: at most :data:`MAX_KEPT` bytes are kept per stream.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import IO, Any, Callable, Optional, Union
+
+MAX_KEPT = 16 << 20
+CHUNK = 64 << 10
+
+Wire = Union[str, list[int], None]
+
+
+class Capture:
+    """Reads one pipe to its end on a thread and keeps what the mode asks for."""
+
+    def __init__(self, mode: Optional[dict[str, Any]],
+                 on_chunk: Optional[Callable[[bytes], None]] = None) -> None:
+        self.enabled = isinstance(mode, dict) and bool(mode)
+        kind, options = next(iter(mode.items())) if self.enabled and mode else ("atEnd", {})
+        options = options if isinstance(options, dict) else {}
+        self.binary = str(options.get("format", "str")).lower() in ("bin", "binary")
+        self.streaming = kind == "stream"
+        self._on_chunk = on_chunk if self.streaming else None
+        self._head_limit, self._tail_limit = _limits(kind, options)
+        self._head = bytearray()
+        self._tail: deque[bytes] = deque()
+        self._tail_size = 0
+        self._streamed = 0
+        self._stream_limit = _int(options.get("limit")) if self.streaming else None
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self, pipe: IO[bytes], name: str) -> None:
+        self._thread = threading.Thread(target=self._pump, args=(pipe,), name=name)
+        self._thread.start()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _pump(self, pipe: IO[bytes]) -> None:
+        with pipe:
+            for chunk in iter(lambda: pipe.read1(CHUNK), b""):  # type: ignore[attr-defined]
+                if self.enabled:
+                    self._keep(chunk)
+                    self._stream(chunk)
+
+    def _keep(self, chunk: bytes) -> None:
+        room = self._head_limit - len(self._head)
+        if room > 0:
+            self._head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk and self._tail_limit > 0:
+            self._tail.append(chunk)
+            self._tail_size += len(chunk)
+            while self._tail and self._tail_size - len(self._tail[0]) >= self._tail_limit:
+                self._tail_size -= len(self._tail.popleft())
+
+    def _stream(self, chunk: bytes) -> None:
+        if self._on_chunk is None:
+            return
+        if self._stream_limit is not None:
+            chunk = chunk[: max(0, self._stream_limit - self._streamed)]
+        if chunk:
+            self._streamed += len(chunk)
+            self._on_chunk(chunk)
+
+    def data(self) -> bytes:
+        tail = b"".join(self._tail)
+        if self._tail_size > self._tail_limit:
+            tail = tail[len(tail) - self._tail_limit:]
+        return bytes(self._head) + tail
+
+    def wire(self) -> Wire:
+        """The captured output as the results API carries it (None when nothing)."""
+        if not self.enabled:
+            return None
+        return encode(self.data(), self.binary)
+
+
+def encode(data: bytes, binary: bool) -> Wire:
+    if not data:
+        return None
+    if binary:
+        return list(data)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")  # one character per byte, as the exe-unit does
+
+
+def _limits(kind: str, options: dict[str, Any]) -> tuple[int, int]:
+    """(head bytes, tail bytes) to keep."""
+    if kind == "stream":
+        limit = _int(options.get("limit"))
+        return (MAX_KEPT if limit is None else min(limit, MAX_KEPT)), 0
+    if "head" in options:
+        return min(_int(options["head"]) or 0, MAX_KEPT), 0
+    if "tail" in options:
+        return 0, min(_int(options["tail"]) or 0, MAX_KEPT)
+    if "headTail" in options:
+        total = min(_int(options["headTail"]) or 0, MAX_KEPT)
+        return (total + 1) // 2, total // 2
+    return MAX_KEPT // 2, MAX_KEPT // 2
+
+
+def _int(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and value >= 0 else None

@@ -1,0 +1,143 @@
+"""The exe-unit's ``transfer`` command: move a file between URLs (PROTOCOL §6.2).
+
+Sources and destinations: ``container:/path`` or a bare ``/path`` (inside a volume of the
+activity's sandbox), ``gftp://node/name`` (the devnet's gftp store: a published file as the
+source, a receive slot as the destination) and ``http(s)://`` (GET to download, PUT to
+upload). Any URL may carry an integrity prefix ``hash:sha3:<hex>:`` (or ``hash://sha3:<hex>:``),
+checked against what was copied (SHA3-224 or SHA3-256 by the length of the hex). Data moves in
+chunks, so memory stays bounded for any size; a copy stops when ``abort`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from golemsync.devnet import gftpstore
+from golemsync.devnet.sandbox import Sandbox
+
+CHUNK = 1 << 20
+HTTP_TIMEOUT = 60.0
+
+
+class TransferError(Exception):
+    """A transfer failed; the message becomes ``Transfer error: <message>``."""
+
+
+def transfer(source: str, destination: str, *, sandbox: Sandbox, gftp_root: Path,
+             abort: threading.Event, format_: Any = None) -> int:
+    """Copy ``source`` to ``destination``; returns the bytes moved."""
+    if format_:
+        raise TransferError(f"archive format {format_!r} is not supported by the devnet")
+    src_hash, src_url = _split_hash(source)
+    dst_hash, dst_url = _split_hash(destination)
+    expected = src_hash or dst_hash
+    digest = _hasher(expected)
+    reader = _open_source(src_url, sandbox, gftp_root)
+    try:
+        moved = _write(dst_url, reader, digest, sandbox, gftp_root, abort)
+    finally:
+        reader.close()
+    if expected is not None and digest is not None and digest.hexdigest() != expected:
+        raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
+                            f"got {digest.hexdigest()}")
+    return moved
+
+
+def _split_hash(url: str) -> tuple[Optional[str], str]:
+    for prefix in ("hash:sha3:", "hash://sha3:"):
+        if url.startswith(prefix):
+            hex_part, _, rest = url[len(prefix):].partition(":")
+            return hex_part.lower().removeprefix("0x"), rest
+    return None, url
+
+
+def _hasher(expected: Optional[str]) -> Any:
+    if expected is None:
+        return None
+    if len(expected) == 56:
+        return hashlib.sha3_224()
+    if len(expected) == 64:
+        return hashlib.sha3_256()
+    raise TransferError(f"unsupported hash length in {expected!r}")
+
+
+def _container(url: str, sandbox: Sandbox) -> Path:
+    path = url[len("container:"):] if url.startswith("container:") else url
+    try:
+        return sandbox.host_path(path)
+    except FileNotFoundError as exc:
+        raise TransferError(str(exc)) from exc
+
+
+def _open_source(url: str, sandbox: Sandbox, gftp_root: Path) -> IO[bytes]:
+    try:
+        if url.startswith(("http://", "https://")):
+            return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)  # type: ignore[no-any-return]
+        if url.startswith(gftpstore.SCHEME):
+            return open(gftpstore.resolve_published(gftp_root, url), "rb")
+        if url.startswith(("container:", "/")):
+            path = _container(url, sandbox)
+            if not path.is_file():
+                raise TransferError(f"path not found in container: {url.split(':', 1)[-1]}")
+            return open(path, "rb")
+    except (OSError, ValueError, urllib.error.URLError) as exc:
+        raise TransferError(f"cannot read {url}: {exc}") from exc
+    raise TransferError(f"unsupported source URL: {url}")
+
+
+def _write(url: str, reader: IO[bytes], digest: Any, sandbox: Sandbox, gftp_root: Path,
+           abort: threading.Event) -> int:
+    if url.startswith(("http://", "https://")):
+        return _put(url, reader, digest)
+    try:
+        if url.startswith(gftpstore.SCHEME):
+            target = gftpstore.resolve_receive(gftp_root, url)
+        elif url.startswith(("container:", "/")):
+            target = _container(url, sandbox)
+            target.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            raise TransferError(f"unsupported destination URL: {url}")
+        return _copy(reader, target, digest, abort)
+    except (OSError, ValueError) as exc:
+        raise TransferError(f"cannot write {url}: {exc}") from exc
+
+
+def _copy(reader: IO[bytes], target: Path, digest: Any, abort: threading.Event) -> int:
+    moved = 0
+    with open(target, "wb") as out:
+        for chunk in iter(lambda: reader.read(CHUNK), b""):
+            if abort.is_set():
+                raise TransferError("activity terminated during the transfer")
+            out.write(chunk)
+            moved += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return moved
+
+
+def _put(url: str, reader: IO[bytes], digest: Any) -> int:
+    moved = [0]
+
+    def chunks() -> Iterator[bytes]:  # streamed with chunked transfer encoding
+        for chunk in iter(lambda: reader.read(CHUNK), b""):
+            moved[0] += len(chunk)
+            if digest is not None:
+                digest.update(chunk)
+            yield chunk
+
+    request = urllib.request.Request(url, data=chunks(), method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):
+            pass
+    except (OSError, urllib.error.URLError) as exc:
+        raise TransferError(f"upload to {url} failed: {exc}") from exc
+    return moved[0]
