@@ -88,6 +88,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                     print(f"  found by {task.provider_name}: {answer}")
             providers = {t.provider_name for t in tasks}
         print(f"{done} tasks on {len(providers)} providers in {time.monotonic() - began:.1f} s")
+        print(golem.summary())
         print(f"answer: {answer}")
         print(f"cost: {golem.spent} GLM")
     except KeyboardInterrupt:
