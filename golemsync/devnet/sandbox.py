@@ -11,9 +11,11 @@ see them at those same paths, so scripts written for a real VM run unchanged:
   sandbox kills everything it started.
 * **plain mode** (fallback when bwrap is missing or unusable, or forced with
   ``GOLEMSYNC_DEVNET_SANDBOX=plain``): a plain subprocess in its own session with cwd the work
-  volume; arguments and environment values that start with ``/golem/`` are rewritten to the
-  volume directories. Limits: the command sees the host's file system, absolute paths built
-  inside a shell script are not rewritten, and children that leave the session survive a kill.
+  volume; volume paths (``/golem/input`` ...) written in arguments and environment values,
+  also inside shell scripts, are rewritten to the volume directories. Limits: the command sees
+  the host's file system, a volume path assembled at run time (``/golem/$DIR``) is not
+  rewritten, process limits do not bind root, and children that leave the session survive a
+  kill.
 
 In both modes the command gets resource limits: a cap on processes (so a fork bomb fails to
 fork instead of exhausting the machine — effective for unprivileged processes, which is what
@@ -25,6 +27,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -39,6 +42,8 @@ WORKDIR = "/golem/work"
 MAX_PROCESSES = 256  # per sandbox, beyond what the uid already runs
 MAX_FILE_BYTES = 8 << 30  # 8 GiB per file written by a command
 _HOST_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
+# A volume path anywhere in an argument (also inside a shell script), as a whole path segment.
+_VOLUME_PATH = re.compile(r"(?<![\w./-])/golem/(?:input|output|resources|work)(?![\w.-])")
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,10 +117,7 @@ class Sandbox:
         return [*full, "--chdir", WORKDIR, "--", *argv]
 
     def _rewrite(self, value: str) -> str:
-        for vm, host in self.volumes.items():
-            if value == vm or value.startswith(vm + "/"):
-                return str(host) + value[len(vm):]
-        return value
+        return _VOLUME_PATH.sub(lambda m: str(self.volumes[m.group(0)]), value)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
