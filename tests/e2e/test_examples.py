@@ -1,0 +1,39 @@
+"""The examples run as a user runs them: `python examples/X.py`, on an embedded devnet."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")}
+    return subprocess.run([sys.executable, str(EXAMPLES / name), *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_hello() -> None:
+    result = run_example("hello.py")
+    assert result.returncode == 0, result.stderr
+    assert "says:" in result.stdout and "UTC" in result.stdout and "cost:" in result.stdout
+
+
+def test_hashcrack_finds_the_word() -> None:
+    result = run_example("hashcrack.py", "dog", "--slices", "8", "--workers", "3")
+    assert result.returncode == 0, result.stderr
+    assert "answer: dog" in result.stdout and "total" in result.stdout
+
+
+def test_wordcount_ships_files_and_combines_counts() -> None:
+    result = run_example("wordcount.py", "--chunks", "6", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    assert "counting words in 6 chunks" in result.stdout
+    assert "self" in result.stdout and "cost:" in result.stdout
