@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/transfer_1gib.py
 
 docs: $(STAMP)
 	$(PY) -m pdoc golemsync -o docs/api --docformat restructuredtext
