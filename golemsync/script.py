@@ -28,6 +28,10 @@ Output = Union[str, bytes, None]
 
 _EXIT_CODE = re.compile(r"exited with code (-?\d+)")
 
+#: A progress callback: ``(bytes moved so far, total bytes or None)``.
+Progress = Callable[[int, Optional[int]], None]
+_PROGRESS_ARGS = {"updateInterval": "300ms", "updateStep": None}
+
 
 @dataclass(frozen=True)
 class CommandResult:
@@ -72,6 +76,7 @@ class Command:
     prepare: Optional[Callable[[Command], None]] = None
     finish: Optional[Callable[[CommandResult], Any]] = None
     cleanup: Optional[Callable[[bool], None]] = None
+    on_progress: Optional[Progress] = None  # (bytes moved, total bytes or None)
 
     def wire(self) -> dict[str, Any]:
         return {self.name: self.args}
@@ -142,15 +147,18 @@ class Script:
 
     # -- file transfer ----------------------------------------------------------------------
     def send_file(
-        self, local_path: str | os.PathLike[str], remote_path: str
+        self, local_path: str | os.PathLike[str], remote_path: str, *,
+        progress: Optional[Progress] = None,
     ) -> Future[CommandResult]:
         """Upload a local file to ``remote_path`` (inside a VM volume, e.g. /golem/input/x).
 
         The file must exist and be readable now: a :class:`StorageError` is raised here, before
-        anything is sent, when it is not. It is published when the batch is sent.
+        anything is sent, when it is not. It is published when the batch is sent, and the
+        provider checks the content against its SHA3 hash. ``progress(moved, total)`` is
+        called (on the worker's event thread) as the provider copies it.
         """
         source = _readable(local_path)
-        return self._upload(lambda storage: storage.publish_file(source), remote_path)
+        return self._upload(lambda storage: storage.publish_file(source), remote_path, progress)
 
     def send_bytes(self, data: bytes, remote_path: str) -> Future[CommandResult]:
         """Upload ``data`` as the file ``remote_path``."""
@@ -163,14 +171,16 @@ class Script:
         """Upload ``value`` serialized as JSON (UTF-8) to ``remote_path``."""
         return self.send_bytes(json_bytes(value), remote_path)
 
-    def download_file(self, remote_path: str, local_path: str | os.PathLike[str]) -> Future[Path]:
+    def download_file(self, remote_path: str, local_path: str | os.PathLike[str], *,
+                      progress: Optional[Progress] = None) -> Future[Path]:
         """Download ``remote_path`` into ``local_path``; the Future gives the local path.
 
         Missing parent directories are created. The file appears only complete: on failure
         nothing is left at ``local_path`` (an existing file there is kept).
+        ``progress(moved, total)`` is called as the provider sends it.
         """
         target = Path(local_path)
-        return self._download(remote_path, target, lambda path: path)
+        return self._download(remote_path, target, lambda path: path, progress)
 
     def download_bytes(self, remote_path: str, *, limit: int = 64 << 20) -> Future[bytes]:
         """Download ``remote_path`` and give its content (at most ``limit`` bytes, else error)."""
@@ -181,24 +191,28 @@ class Script:
         return self._download(remote_path, None,
                               lambda path: json.loads(_read_limited(path, limit)))
 
-    def _upload(self, publish: Callable[[Any], Any], remote_path: str) -> Future[CommandResult]:
+    def _upload(self, publish: Callable[[Any], Any], remote_path: str,
+                progress: Optional[Progress] = None) -> Future[CommandResult]:
         destination = _container_url(remote_path)
         held: list[Any] = []
 
         def prepare(command: Command) -> None:
             published = publish(self.ctx.storage)
             held.append(published)
-            command.args["from"] = published.url
+            command.args["from"] = _with_hash(published.url)
 
         def cleanup(ok: bool) -> None:
             for published in held:
                 published.release()
 
-        return self.add("transfer", {"from": None, "to": destination}, prepare=prepare,
-                        cleanup=cleanup)
+        args: dict[str, Any] = {"from": None, "to": destination}
+        if progress is not None:
+            args["progress"] = dict(_PROGRESS_ARGS)
+        return self.add("transfer", args, prepare=prepare, cleanup=cleanup, on_progress=progress)
 
     def _download(self, remote_path: str, target: Optional[Path],
-                  convert: Callable[[Path], Any]) -> Future[Any]:
+                  convert: Callable[[Path], Any],
+                  progress: Optional[Progress] = None) -> Future[Any]:
         source = _container_url(remote_path)
         held: list[Any] = []
 
@@ -221,8 +235,11 @@ class Script:
                 receiving.finish(False)
             held.clear()
 
-        return self.add("transfer", {"from": source, "to": None}, prepare=prepare,
-                        finish=finish, cleanup=cleanup)
+        args: dict[str, Any] = {"from": source, "to": None}
+        if progress is not None:
+            args["progress"] = dict(_PROGRESS_ARGS)
+        return self.add("transfer", args, prepare=prepare, finish=finish, cleanup=cleanup,
+                        on_progress=progress)
 
     def terminate(self) -> Future[CommandResult]:
         """Stop the runtime (it returns to Initialized; the engine normally does not need this)."""
@@ -301,6 +318,14 @@ def result_from_wire(name: str, index: int, ok: bool, stdout: Output, stderr: Ou
         match = _EXIT_CODE.search(message or "")
         exit_code = int(match.group(1)) if match else (0 if ok else None)
     return CommandResult(index, name, ok, stdout, stderr, message, exit_code, finished_at)
+
+
+def _with_hash(url: str) -> str:
+    """Ask the provider to check a published file's content: gftp names it by its SHA3-256."""
+    name = url.rsplit("/", 1)[-1]
+    if url.startswith("gftp://") and re.fullmatch(r"[0-9a-f]{64}", name):
+        return f"hash:sha3:{name}:{url}"
+    return url
 
 
 def _container_url(remote_path: str) -> str:

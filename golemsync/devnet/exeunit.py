@@ -50,6 +50,19 @@ _STATE_ERRORS = {
 }
 
 
+def _seconds(value: Any) -> Optional[float]:
+    """``"300ms"``/``"1s"``/``"2m"`` (the daemon's humantime strings) in seconds."""
+    if not isinstance(value, str):
+        return None
+    for suffix, factor in (("ms", 0.001), ("s", 1.0), ("m", 60.0)):
+        if value.endswith(suffix):
+            try:
+                return float(value[: -len(suffix)]) * factor
+            except ValueError:
+                return None
+    return None
+
+
 class _Crashed(Exception):
     """The activity crashed (fault injection) or was destroyed under a running batch."""
 
@@ -357,17 +370,36 @@ class ExeUnit:
 
     # -- transfer ----------------------------------------------------------------------------
     def _transfer(self, batch: Batch, index: int, args: dict[str, Any]) -> Outcome:
+        options = args.get("progress")
+        report = self._progress_reporter(batch, index, options) \
+            if isinstance(options, dict) else None
         try:
             moved = transfer(str(args.get("from", "")), str(args.get("to", "")),
                              sandbox=self.sandbox, gftp_root=self._gftp_root,
-                             abort=self._abort, format_=args.get("format"))
+                             abort=self._abort, format_=args.get("format"), on_progress=report)
         except TransferError as exc:
             return Outcome(False, message=f"Transfer error: {exc}", return_code=1)
-        if isinstance(args.get("progress"), dict):
-            self._event(batch, index, {"progress": {"step": [0, 1], "message": None,
-                                                    "progress": [moved, moved],
-                                                    "unit": "Bytes"}})
+        if report is not None:
+            report(moved, moved, True)
         return Outcome(True)
+
+    def _progress_reporter(self, batch: Batch, index: int,
+                           options: dict[str, Any]) -> Callable[..., None]:
+        """Progress events at most every ``updateInterval`` or ``updateStep`` bytes."""
+        interval = _seconds(options.get("updateInterval")) or 1.0
+        step = options.get("updateStep") if isinstance(options.get("updateStep"), int) else None
+        last = {"at": 0.0, "moved": 0}
+
+        def report(moved: int, total: Optional[int], final: bool = False) -> None:
+            now = time.monotonic()
+            due = now - last["at"] >= interval or (step is not None
+                                                  and moved - last["moved"] >= step)
+            if final or due:
+                last["at"], last["moved"] = now, moved
+                self._event(batch, index, {"progress": {"step": [0, 1], "message": None,
+                                                        "progress": [moved, total],
+                                                        "unit": "Bytes"}})
+        return report
 
     # -- helpers -----------------------------------------------------------------------------
     def _record(self, batch: Batch, index: int, outcome: Outcome) -> None:

@@ -15,7 +15,7 @@ import os
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Optional
 
@@ -30,9 +30,16 @@ class TransferError(Exception):
     """A transfer failed; the message becomes ``Transfer error: <message>``."""
 
 
+Progress = Callable[[int, Optional[int]], None]
+
+
 def transfer(source: str, destination: str, *, sandbox: Sandbox, gftp_root: Path,
-             abort: threading.Event, format_: Any = None) -> int:
-    """Copy ``source`` to ``destination``; returns the bytes moved."""
+             abort: threading.Event, format_: Any = None,
+             on_progress: Optional[Progress] = None) -> int:
+    """Copy ``source`` to ``destination``; returns the bytes moved.
+
+    ``on_progress(moved, total)`` is called after every chunk (``total`` None when unknown).
+    """
     if format_:
         raise TransferError(f"archive format {format_!r} is not supported by the devnet")
     src_hash, src_url = _split_hash(source)
@@ -41,13 +48,34 @@ def transfer(source: str, destination: str, *, sandbox: Sandbox, gftp_root: Path
     digest = _hasher(expected)
     reader = _open_source(src_url, sandbox, gftp_root)
     try:
-        moved = _write(dst_url, reader, digest, sandbox, gftp_root, abort)
+        progress = _Counter(reader, on_progress)
+        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort)
     finally:
         reader.close()
     if expected is not None and digest is not None and digest.hexdigest() != expected:
         raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
                             f"got {digest.hexdigest()}")
     return moved
+
+
+class _Counter:
+    """Wraps a source to report bytes read so far."""
+
+    def __init__(self, reader: IO[bytes], on_progress: Optional[Progress]) -> None:
+        self._reader = reader
+        self._on_progress = on_progress
+        self._moved = 0
+        try:
+            self._total: Optional[int] = os.fstat(reader.fileno()).st_size
+        except (OSError, ValueError, AttributeError):
+            self._total = None
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._reader.read(size)
+        self._moved += len(chunk)
+        if self._on_progress is not None and chunk:
+            self._on_progress(self._moved, self._total)
+        return chunk
 
 
 def _split_hash(url: str) -> tuple[Optional[str], str]:
@@ -92,7 +120,7 @@ def _open_source(url: str, sandbox: Sandbox, gftp_root: Path) -> IO[bytes]:
     raise TransferError(f"unsupported source URL: {url}")
 
 
-def _write(url: str, reader: IO[bytes], digest: Any, sandbox: Sandbox, gftp_root: Path,
+def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path,
            abort: threading.Event) -> int:
     if url.startswith(("http://", "https://")):
         return _put(url, reader, digest)
@@ -109,7 +137,7 @@ def _write(url: str, reader: IO[bytes], digest: Any, sandbox: Sandbox, gftp_root
         raise TransferError(f"cannot write {url}: {exc}") from exc
 
 
-def _copy(reader: IO[bytes], target: Path, digest: Any, abort: threading.Event) -> int:
+def _copy(reader: Any, target: Path, digest: Any, abort: threading.Event) -> int:
     moved = 0
     with open(target, "wb") as out:
         for chunk in iter(lambda: reader.read(CHUNK), b""):
@@ -124,7 +152,7 @@ def _copy(reader: IO[bytes], target: Path, digest: Any, abort: threading.Event) 
     return moved
 
 
-def _put(url: str, reader: IO[bytes], digest: Any) -> int:
+def _put(url: str, reader: Any, digest: Any) -> int:
     moved = [0]
 
     def chunks() -> Iterator[bytes]:  # streamed with chunked transfer encoding

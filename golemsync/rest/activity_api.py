@@ -61,7 +61,10 @@ class ActivityApi:
 
     def stream_exec_results(self, activity_id: str, batch_id: str, *,
                             read_timeout: float = 60.0) -> RuntimeEventStream:
-        """Open the batch's server-sent event stream (open it right after ``exec``)."""
+        """Open the batch's server-sent event stream (open it right after ``exec``).
+
+        Iterating raises :class:`TransportError` when nothing arrives for ``read_timeout``
+        seconds (the daemon pings every 15 s on an idle stream)."""
         url = f"{self._base}/activity/{_q(activity_id)}/exec/{_q(batch_id)}"
         response = self._t.open_stream(url, headers={"Accept": "text/event-stream"},
                                        read=read_timeout)
@@ -110,7 +113,9 @@ class RuntimeEventStream:
         self._response = response
         self._lock = threading.Lock()  # guards _closed
         self._closed = False
-        self._lines = response.iter_lines(decode_unicode=True)
+        # Byte-wise: an event must come out as soon as its blank line arrives, not when a
+        # larger buffer fills (events are small; the stream is not for bulk data).
+        self._lines = response.iter_lines(chunk_size=1, decode_unicode=True)
 
     def __iter__(self) -> Iterator[RuntimeEvent]:
         event = "message"
@@ -144,6 +149,8 @@ class RuntimeEventStream:
             raise ProtocolError(f"runtime event is not JSON: {text[:200]!r}") from exc
 
     def close(self) -> None:
+        """Close the stream. Call it from the thread that iterates (or after it stopped): a
+        reader blocked in another thread is only freed by the stream's read timeout."""
         with self._lock:
             if self._closed:
                 return
@@ -156,3 +163,4 @@ class RuntimeEventStream:
     def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         self.close()
+

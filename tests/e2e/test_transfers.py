@@ -111,3 +111,30 @@ def test_concurrent_transfers_from_many_workers(make_devnet: Callable[..., Devne
         done = {t.data: t.result for t in golem.execute_tasks(worker, range(12), PAYLOAD,
                                                                max_workers=4)}
     assert done == {i: hashlib.sha256(p.read_bytes()).hexdigest() for i, p in inputs.items()}
+
+
+def test_progress_callbacks_report_up_to_the_whole_file(devnet: Devnet, tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"g" * (8 << 20))
+    seen: dict[str, list[tuple[int, Any]]] = {"up": [], "down": []}
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            script = ctx.new_script(timeout=60)
+            script.send_file(big, "/golem/input/big.bin",
+                             progress=lambda moved, total: seen["up"].append((moved, total)))
+            script.download_file("/golem/input/big.bin", tmp_path / "back.bin",
+                                 progress=lambda moved, total: seen["down"].append((moved, total)))
+            yield script
+            task.accept_result(None)
+
+    with golem_for(devnet) as golem:
+        list(golem.execute_tasks(worker, ["x"], PAYLOAD, max_workers=1))
+    size = 8 << 20
+    for direction in ("up", "down"):
+        reports = seen[direction]
+        assert reports, direction
+        moved = [m for m, _ in reports]
+        assert moved == sorted(moved) and moved[-1] == size
+        assert reports[-1][1] == size
+    assert (tmp_path / "back.bin").stat().st_size == size
