@@ -238,3 +238,13 @@ def test_budget_is_kept_and_invoices_paid(make_devnet: Callable[..., Devnet]) ->
     assert paid == golem.spent <= Decimal("2")
     assert any(a["debit_notes"] for a in ledger["agreements"])
     assert_all_settled(net, golem)
+
+
+def test_a_budget_too_small_for_any_provider_is_a_clear_error(devnet: Devnet) -> None:
+    from golemsync import BudgetExceeded
+
+    with golem_for(devnet, budget=Decimal("0.000000001")) as golem:
+        with pytest.raises(BudgetExceeded, match="raise budget="):
+            list(golem.execute_tasks(echo_worker, range(3), PAYLOAD, offer_timeout=2))
+    assert golem.spent == 0
+    assert not [a for a in devnet.ledger()["agreements"] if a["state"] == "Approved"]
