@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from .. import timestamps
 from ..errors import PollTimeout
-from .session import Transport
+from .session import Transport, event_query
 from .session import segment as _q
 from .wire import (
     Agreement,
@@ -117,13 +117,7 @@ class MarketApi:
                          max_events: Optional[int] = None,
                          app_session_id: Optional[str] = None) -> list[AgreementEvent]:
         """Agreement events after ``after``, waiting up to ``timeout`` s for the first."""
-        params: dict[str, Any] = {"timeout": timeout}
-        if after is not None:
-            params["afterTimestamp"] = timestamps.to_wire(after)
-        if max_events is not None:
-            params["maxEvents"] = max_events
-        if app_session_id is not None:
-            params["appSessionId"] = app_session_id
+        params = event_query(timeout, after, max_events, app_session_id)
         reply = self._t.call("GET", f"{self._base}/agreementEvents", params=params,
                              poll=timeout)
         return AgreementEvent.parse_list(reply)

@@ -9,7 +9,7 @@ from typing import Any, Optional, TypeVar
 
 from .. import money, timestamps
 from ..errors import GolemError
-from .session import Transport
+from .session import Transport, event_query
 from .session import segment as _q
 from .wire import (
     Account,
@@ -103,13 +103,7 @@ class PaymentApi:
     def _events(self, path: str, model: type[E], after: Optional[datetime], timeout: float,
                 max_events: Optional[int], app_session_id: Optional[str],
                 event_types: Optional[Sequence[str]]) -> list[E]:
-        params: dict[str, Any] = {"timeout": timeout}
-        if after is not None:
-            params["afterTimestamp"] = timestamps.to_wire(after)
-        if max_events is not None:
-            params["maxEvents"] = max_events
-        if app_session_id is not None:
-            params["appSessionId"] = app_session_id
+        params = event_query(timeout, after, max_events, app_session_id)
         headers = {"X-Requestor-Events": ",".join(event_types)} if event_types else None
         reply = self._t.call("GET", f"{self._base}/{path}", params=params, headers=headers,
                              poll=timeout)

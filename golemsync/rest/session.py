@@ -19,6 +19,7 @@ import logging
 import random
 import threading
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
@@ -26,6 +27,7 @@ import requests
 import tenacity
 from requests.adapters import HTTPAdapter
 
+from .. import timestamps
 from ..config import Config
 from ..errors import (
     ApiError,
@@ -194,6 +196,19 @@ class Transport:
 
     def _sleep(self, seconds: float) -> None:
         self.stop_event.wait(seconds)
+
+
+def event_query(timeout: float, after: Optional[datetime], max_events: Optional[int],
+                app_session_id: Optional[str]) -> dict[str, Any]:
+    """Query parameters of the event long-polls (``afterTimestamp`` is strictly-after)."""
+    params: dict[str, Any] = {"timeout": timeout}
+    if after is not None:
+        params["afterTimestamp"] = timestamps.to_wire(after)
+    if max_events is not None:
+        params["maxEvents"] = max_events
+    if app_session_id is not None:
+        params["appSessionId"] = app_session_id
+    return params
 
 
 def segment(value: str) -> str:
