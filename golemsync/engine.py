@@ -1,4 +1,4 @@
-"""Golem: the blocking entry point that wires the market, worker and payment threads together.
+"""Golem: the blocking entry point that wires the market, provider and payment threads together.
 
 ::
 
@@ -7,34 +7,50 @@
             print(task.data, task.result)
 
 Entering ``Golem`` connects to the daemon (or devnet), reserves the budget as an allocation and
-starts following payments. Each ``execute_tasks`` call is a *job*: a market thread hires up to
-``max_workers`` providers, one worker thread per provider runs the user's worker over tasks
-from a shared queue, and the caller's iterator yields every task once, as it completes.
-Leaving ``Golem`` stops the job, releases every provider, pays what is owed (waiting a bounded
-time for invoices), releases the allocation and joins every thread.
+starts following payments. Each ``execute_tasks`` call is a *job* (several may run at once, from
+different threads, sharing the session's allocation, payments and summary): a market thread
+hires up to ``max_workers`` providers, one session thread per provider runs the user's worker
+over tasks from the job's queue, and the caller's iterator yields every task once, as it
+completes. Leaving ``Golem`` stops the jobs, releases every provider, pays what is owed
+(waiting a bounded time for invoices), releases the allocation and joins every thread.
+
+Signals (when ``Golem`` is entered in the main thread and the handlers are Python's defaults):
+the first Ctrl-C (SIGINT) or SIGTERM raises :class:`KeyboardInterrupt` in the main thread, and
+leaving the ``with`` block then shuts down as usual (terminate, pay, release; bounded); a
+second one, at any moment after the first, exits the process at once (status 130).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
-import queue
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sized
+from collections.abc import Collection, Iterable, Iterator, Sized
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from types import FrameType, TracebackType
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import progress as show_progress
 from . import timestamps
 from .config import Config
-from .errors import BudgetExceeded, ConfigurationError, GolemError, JobTimeout, NoOffersError
+from .errors import (
+    BudgetExceeded,
+    ConfigurationError,
+    GolemError,
+    JobError,
+    JobTimeout,
+    NoOffersError,
+    ProvidersExhausted,
+)
 from .events import (
     AgreementCreated,
+    AgreementTerminated,
     Callback,
     Event,
     EventBus,
@@ -45,18 +61,31 @@ from .events import (
     TaskRetried,
 )
 from .executor import GolemExecutor
-from .market import Demand, Hire, LeastExpensive, MarketWorker, Offer, Strategy, build_demand
+from .market import (
+    Demand,
+    Hire,
+    LeastExpensive,
+    MarketSettings,
+    Negotiator,
+    Offer,
+    Strategy,
+    build_demand,
+)
 from .money import to_decimal
 from .payload import Payload
 from .payments import Payments
-from .rest import YagnaClient
+from .rest import MarketDecoration, YagnaClient
+from .session import ProviderSession, SessionEnd, SessionSettings, Worker
+from .settings import Settings
 from .summary import Summary
-from .tasks import Task, TaskQueue, TaskStatus
-from .worker import ProviderWorker, Worker
+from .tasks import DRAINED, Attempt, Task, TaskQueue, TaskStatus
+
+if TYPE_CHECKING:
+    from .storage.base import StorageProvider
 
 logger = logging.getLogger(__name__)
 
-_JOB_DONE = object()
+_job_numbers = itertools.count(1)
 
 
 class Golem:
@@ -64,9 +93,9 @@ class Golem:
 
     ``budget`` (GLM, as ``Decimal``/``str``/``int``/``float``) is reserved as an allocation on
     entry and is never exceeded. Connection settings come from the arguments, else the
-    environment (``YAGNA_APPKEY``, ``YAGNA_API_URL``, ...). ``invoice_timeout`` bounds how long
-    leaving the ``with`` block waits for the invoices owed. ``poll_timeout`` is the server-side
-    wait of every long-poll, which is also how quickly a stop request is noticed.
+    environment (``YAGNA_APPKEY``, ``YAGNA_API_URL``, ...). ``settings`` holds every timing and
+    policy knob (:class:`~golemsync.settings.Settings`); ``poll_timeout`` and
+    ``invoice_timeout`` are shortcuts that override its fields.
     """
 
     def __init__(
@@ -79,8 +108,9 @@ class Golem:
         strategy: Optional[Strategy] = None,
         app_key: Optional[str] = None,
         api_url: Optional[str] = None,
-        invoice_timeout: float = 30.0,
-        poll_timeout: float = 3.0,
+        settings: Optional[Settings] = None,
+        invoice_timeout: Optional[float] = None,
+        poll_timeout: Optional[float] = None,
         gftp_program: Optional[str] = None,
         on_event: Optional[Callback] = None,
     ) -> None:
@@ -90,27 +120,36 @@ class Golem:
             raise ConfigurationError(f"budget must be a number of GLM, got {budget!r}") from exc
         if self.budget <= 0:
             raise ConfigurationError("budget must be more than 0 GLM")
+        settings = settings if settings is not None else Settings()
+        if poll_timeout is not None:
+            settings = replace(settings, poll_timeout=poll_timeout)
+        if invoice_timeout is not None:
+            settings = replace(settings, invoice_timeout=invoice_timeout)
+        self.settings = settings
         self.config = Config.load(app_key=app_key, api_url=api_url, subnet=subnet_tag,
                                   payment_driver=payment_driver, payment_network=payment_network)
-        self.strategy: Strategy = strategy if strategy is not None else LeastExpensive()
-        self.invoice_timeout = invoice_timeout
-        self.poll_timeout = poll_timeout
+        expected = settings.expected_task_seconds
+        self.strategy: Strategy = (strategy if strategy is not None
+                                   else LeastExpensive(expected_seconds=expected))
         self._gftp_program = gftp_program
-        self.events = EventBus()
+        self._events = EventBus()
         self._on_event = on_event
         self._summary = Summary()
-        self._lock = threading.Lock()  # guards _state, _job, _storage
+        self._lock = threading.Lock()  # guards _state, _jobs, _executors, _busy
+        self._storage_lock = threading.Lock()  # guards _storage (its start makes HTTP calls)
         self._state = "new"
-        self._job: Optional[Job] = None
+        self._jobs: set[Job] = set()
         self._executors: list[GolemExecutor] = []
-        self._storage: Any = None
+        self._busy: dict[str, str] = {}  # provider id -> job id, across this session's jobs
+        self._storage: Optional[StorageProvider] = None
         self._client_stop = threading.Event()
         self._payments_stop = threading.Event()
-        self.client: Optional[YagnaClient] = None
-        self.payments: Optional[Payments] = None
-        self.allocation_id: Optional[str] = None
+        self._client: Optional[YagnaClient] = None
+        self._payments: Optional[Payments] = None
+        self._allocation_id: Optional[str] = None
+        self._decorations: Optional[MarketDecoration] = None
+        self._signals = _SignalGuard()
         self.identity: Optional[str] = None
-        self._decorations: Any = None
 
     def __repr__(self) -> str:
         return f"Golem(api_url={self.config.api_url!r}, budget={self.budget}, state={self._state})"
@@ -118,7 +157,12 @@ class Golem:
     @property
     def spent(self) -> Decimal:
         """GLM accepted for payment so far (final once the ``with`` block has been left)."""
-        return self.payments.spent if self.payments is not None else Decimal(0)
+        return self._payments.spent if self._payments is not None else Decimal(0)
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent to the daemon so far (for benchmarks and diagnostics)."""
+        return self._client.request_count if self._client is not None else 0
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> Golem:
@@ -127,8 +171,7 @@ class Golem:
 
     def __exit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
-        with _second_interrupt_exits():
-            self.close()
+        self.close()
 
     def start(self) -> None:
         """Connect, reserve the budget and start following payments.
@@ -140,6 +183,7 @@ class Golem:
             if self._state != "new":
                 raise RuntimeError(f"this Golem is {self._state}; create a new one")
             self._state = "starting"
+        self._signals.install()
         try:
             self._connect()
         except BaseException:
@@ -151,73 +195,82 @@ class Golem:
             self._state = "running"
 
     def _connect(self) -> None:
-        self.events.subscribe(self._summary)
+        self._events.subscribe(self._summary)
         if self._on_event is not None:
-            self.events.subscribe(self._on_event)
-        self.client = YagnaClient(self.config, stop_event=self._client_stop)
-        self.identity = self.client.identity.me().identity
-        allocation = self.client.payment.create_allocation(
+            self._events.subscribe(self._on_event)
+        self._client = client = YagnaClient(self.config, stop_event=self._client_stop,
+                                            retry=self.settings.retry)
+        self.identity = client.identity.me().identity
+        allocation = client.payment.create_allocation(
             self.budget,
             payment_platform=self.config.payment_platform,
             address=self.identity,
             timeout=timestamps.now() + timedelta(days=1),
         )
-        self.allocation_id = allocation.allocation_id
-        self._decorations = self.client.payment.demand_decorations([allocation.allocation_id])
-        self.payments = Payments(self.client.payment, allocation.allocation_id, self.budget,
-                                 stop=self._payments_stop, poll_timeout=self.poll_timeout,
-                                 emit=self.events.emit)
-        self.payments.start()
+        self._allocation_id = allocation.allocation_id
+        self._decorations = client.payment.demand_decorations([allocation.allocation_id])
+        self._payments = Payments(client.payment, allocation.allocation_id, self.budget,
+                                  stop=self._payments_stop,
+                                  poll_timeout=self.settings.poll_timeout,
+                                  emit=self._events.emit)
+        self._payments.start()
         logger.info("connected as %s; allocation %s for %s GLM",
-                    self.identity, self.allocation_id, self.budget)
+                    self.identity, self._allocation_id, self.budget)
 
     def close(self) -> None:
-        """Stop any job, release providers, pay what is owed, release the budget. Idempotent.
+        """Stop every job, release providers, pay what is owed, release the budget. Idempotent.
 
-        Blocks at most about ``invoice_timeout`` seconds plus one poll window.
+        Blocks at most about ``invoice_timeout`` seconds plus one poll window. A second Ctrl-C
+        or SIGTERM while it runs exits the process at once.
         """
         with self._lock:
             if self._state in ("closed", "new"):
                 self._state = "closed"
                 return
             self._state = "closing"
-            job = self._job
+            jobs = list(self._jobs)
             executors = list(self._executors)
-        for executor in executors:
-            executor.shutdown(wait=False, cancel_futures=True)
-        if job is not None:
-            job.stop_and_join()
-        for executor in executors:
-            executor.join(60)
-        self._teardown()
-        with self._lock:
-            self._state = "closed"
+        try:
+            for executor in executors:
+                executor.shutdown(wait=False, cancel_futures=True)
+            for job in jobs:
+                job.stop_and_join()
+            for executor in executors:
+                executor.join(60)
+            self._teardown()
+        finally:
+            with self._lock:
+                self._state = "closed"
+            self._signals.restore()
 
     def _teardown(self) -> None:
-        if self.payments is not None:
-            unpaid = self.payments.wait_settled(self.invoice_timeout)
+        payments = self._payments
+        if payments is not None:
+            unpaid = payments.wait_settled(self.settings.invoice_timeout)
             for record in unpaid:
                 logger.warning("no invoice from %s for agreement %s within %ss; paid only "
                                "accepted debit notes (%s GLM)", record.provider_name,
-                               record.agreement_id, self.invoice_timeout, record.spent)
+                               record.agreement_id, self.settings.invoice_timeout, record.spent)
         self._payments_stop.set()
-        if self.payments is not None:
-            self.payments.join(self.poll_timeout + 5)
+        if payments is not None:
+            payments.join(self.settings.poll_timeout + 5)
         self._release_allocation()
-        if self._storage is not None:
-            self._storage.close()
+        with self._storage_lock:
+            storage, self._storage = self._storage, None
+        if storage is not None:
+            storage.close()
         self._client_stop.set()
-        if self.client is not None:
-            self.client.close()
-        self.events.close()
+        if self._client is not None:
+            self._client.close()
+        self._events.close()
 
     def _release_allocation(self) -> None:
-        if self.client is None or self.allocation_id is None:
+        if self._client is None or self._allocation_id is None:
             return
         try:
-            self.client.payment.release_allocation(self.allocation_id)
+            self._client.payment.release_allocation(self._allocation_id)
         except GolemError as exc:
-            logger.warning("could not release allocation %s: %s", self.allocation_id, exc)
+            logger.warning("could not release allocation %s: %s", self._allocation_id, exc)
 
     # -- jobs ----------------------------------------------------------------------------------
     def execute_tasks(
@@ -238,44 +291,53 @@ class Golem:
         ``data`` is any iterable of :class:`Task` objects or plain values (wrapped in tasks);
         it may be a generator that keeps producing while the job runs. The returned iterator
         blocks until the next task finishes and yields each task exactly once, in completion
-        order: accepted, or failed after ``max_retries`` retries (``task.result`` then raises
-        :class:`TaskFailed`). ``timeout`` bounds the whole job (:class:`JobTimeout`),
+        order: accepted, or failed (``task.result`` then raises :class:`TaskFailed`) — see the
+        guide's failure rules. ``timeout`` bounds the whole job (:class:`JobTimeout`),
         ``task_timeout`` one attempt of a task (the attempt is abandoned and retried elsewhere),
         ``offer_timeout`` how long to wait for a provider when none is at work
-        (:class:`NoOffersError`). ``progress`` draws a progress bar (default: only on a
-        terminal, see :mod:`golemsync.progress`). Leaving the iteration early stops the job.
+        (:class:`NoOffersError`, :class:`ProvidersExhausted`, :class:`BudgetExceeded`). An
+        error that ends the job carries ``unfinished``: the tasks not yielded. ``progress``
+        draws a progress bar (default: only on a terminal). Leaving the iteration early stops
+        the job. Several jobs may run at once on one ``Golem`` (from different threads).
         """
-        if max_workers < 1:
-            raise ConfigurationError("max_workers must be at least 1")
-        if not callable(worker):
-            raise ConfigurationError("worker must be a generator function: worker(ctx, tasks)")
+        _check_job_arguments(worker, payload, max_workers, timeout, task_timeout, max_retries,
+                             offer_timeout)
         with self._lock:
             if self._state != "running":
                 raise RuntimeError("use execute_tasks inside `with Golem(...) as golem:`")
-            if self._job is not None:
-                raise RuntimeError("one job at a time: finish the previous execute_tasks first")
-            job = Job(self, worker, data, payload, max_workers=max_workers, timeout=timeout,
-                      task_timeout=task_timeout, max_retries=max_retries,
-                      offer_timeout=offer_timeout)
-            self._job = job
+            job = Job(self._job_parts(), worker, data, payload,
+                      limits=JobLimits(max_workers, timeout, task_timeout, max_retries,
+                                       offer_timeout))
+            self._jobs.add(job)
         total = len(data) if isinstance(data, Sized) else None
         return self._iterate(job, show_progress.wanted(progress), total)
+
+    def _job_parts(self) -> JobParts:
+        # called with the lock held, while running
+        assert self._client is not None and self._payments is not None
+        assert self._decorations is not None
+        return JobParts(client=self._client, payments=self._payments, storage=self.storage,
+                        bus=self._events, strategy=self.strategy, config=self.config,
+                        decorations=self._decorations, budget=self.budget,
+                        settings=self.settings, claims=_Claims(self._lock, self._busy))
 
     def _iterate(self, job: Job, draw: bool, total: Optional[int]) -> Iterator[Task[Any]]:
         error: Optional[BaseException] = None
         bar = show_progress.ProgressBar(total, lambda: self.spent) if draw else None
-        unsubscribe = self.events.subscribe(bar) if bar is not None else None
+        unsubscribe = self._events.subscribe(bar) if bar is not None else None
         try:
             job.start()
             yield from job.results()
         except BaseException as exc:
             error = exc
+            job.stop_and_join()
+            _attach_unfinished(exc, job.unfinished())
             raise
         finally:
             job.stop_and_join()
             with self._lock:
-                self._job = None
-            self.events.emit(JobFinished(error=None if error is None else repr(error)))
+                self._jobs.discard(job)
+            job.emit(JobFinished(error=None if error is None else repr(error)))
             if bar is not None and unsubscribe is not None:
                 unsubscribe()
                 bar.close()
@@ -284,7 +346,7 @@ class Golem:
                  task_timeout: Optional[float] = None,
                  offer_timeout: float = 60.0) -> GolemExecutor:
         """A ``concurrent.futures.Executor`` running calls on providers (see
-        :mod:`golemsync.executor`). It runs as this session's job until it is shut down."""
+        :mod:`golemsync.executor`). It runs as one of this session's jobs until shut down."""
         executor = GolemExecutor(self, payload, max_workers=max_workers, max_retries=max_retries,
                                  task_timeout=task_timeout, offer_timeout=offer_timeout)
         with self._lock:
@@ -295,14 +357,15 @@ class Golem:
         """Per-provider and total figures of everything run so far; ``print()`` it."""
         return self._summary
 
-    def storage(self) -> Any:
+    def storage(self) -> StorageProvider:
         """The file-transfer storage shared by all workers, started on first use."""
-        with self._lock:
+        with self._storage_lock:  # not the session lock: starting it makes HTTP calls
             if self._storage is None:
                 from .storage.factory import create_storage  # only jobs that transfer need it
 
-                assert self.client is not None
-                self._storage = create_storage(self.client, self.config, self._gftp_program)
+                if self._client is None:
+                    raise RuntimeError("use storage inside `with Golem(...) as golem:`")
+                self._storage = create_storage(self._client, self.config, self._gftp_program)
             return self._storage
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
@@ -310,60 +373,150 @@ class Golem:
 
         Callbacks run on the event thread, in order; returns a function that unsubscribes.
         """
-        return self.events.subscribe(callback)
+        return self._events.subscribe(callback)
+
+
+def _check_job_arguments(worker: Any, payload: Any, max_workers: Any, timeout: Any,
+                         task_timeout: Any, max_retries: Any, offer_timeout: Any) -> None:
+    """Refuse bad arguments before anything starts, naming the argument."""
+    if not callable(worker):
+        raise ConfigurationError("worker must be a generator function: worker(ctx, tasks)")
+    if not isinstance(payload, Payload):
+        raise ConfigurationError(f"payload must be a Payload (e.g. vm.repo(...)), got "
+                                 f"{type(payload).__name__}")
+    if not isinstance(max_workers, int) or max_workers < 1:
+        raise ConfigurationError(f"max_workers must be a whole number, at least 1 (got "
+                                 f"{max_workers!r})")
+    if not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be 0 or more (got {max_retries!r})")
+    for name, value in (("timeout", timeout), ("task_timeout", task_timeout),
+                        ("offer_timeout", offer_timeout)):
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds (got "
+                                     f"{value!r})")
+
+
+def _attach_unfinished(error: BaseException, unfinished: list[Task[Any]]) -> None:
+    """Make the tasks a job did not yield reachable from the error that ended it."""
+    try:
+        error.unfinished = unfinished  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: nothing to attach to
+        logger.warning("%d tasks were not finished when the job ended", len(unfinished))
+
+
+class _Claims:
+    """Which provider works for which job, across a session's jobs (one provider, one job)."""
+
+    def __init__(self, lock: threading.Lock, busy: dict[str, str]) -> None:
+        self._lock = lock  # the Golem's lock, which guards ``busy``
+        self._busy = busy
+
+    def claim(self, provider_id: str, job_id: str) -> bool:
+        with self._lock:
+            owner = self._busy.setdefault(provider_id, job_id)
+        return owner == job_id
+
+    def release(self, provider_id: str, job_id: str) -> None:
+        with self._lock:
+            if self._busy.get(provider_id) == job_id:
+                del self._busy[provider_id]
+
+    def release_all(self, job_id: str) -> None:
+        with self._lock:
+            for provider_id in [p for p, owner in self._busy.items() if owner == job_id]:
+                del self._busy[provider_id]
+
+    def others(self, job_id: str) -> set[str]:
+        with self._lock:
+            return {p for p, owner in self._busy.items() if owner != job_id}
+
+
+@dataclass(frozen=True)
+class JobParts:
+    """What a job uses of its ``Golem`` session: exactly this, nothing reached through it."""
+
+    client: YagnaClient
+    payments: Payments
+    storage: Callable[[], StorageProvider]
+    bus: EventBus
+    strategy: Strategy
+    config: Config
+    decorations: MarketDecoration
+    budget: Decimal
+    settings: Settings
+    claims: _Claims
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """One job's arguments (validated by ``execute_tasks``)."""
+
+    max_workers: int
+    timeout: Optional[float]
+    task_timeout: Optional[float]
+    max_retries: int
+    offer_timeout: float
 
 
 class Job:
-    """One ``execute_tasks`` call: the queue, the market thread and the worker threads."""
+    """One ``execute_tasks`` call: its queue, its market thread and its provider sessions.
 
-    def __init__(self, golem: Golem, worker: Worker, data: Iterable[Any], payload: Payload, *,
-                 max_workers: int, timeout: Optional[float], task_timeout: Optional[float],
-                 max_retries: int, offer_timeout: float) -> None:
-        assert golem.client is not None and golem.payments is not None
-        self.golem = golem
-        self.client = golem.client
-        self.payments = golem.payments
-        self.worker = worker
-        self.payload = payload
-        self.max_workers = max_workers
-        self.timeout = timeout
-        self.offer_timeout = offer_timeout
-        self.poll_timeout = golem.poll_timeout
-        self.activity_timeout = 60.0
-        self.stop = threading.Event()
-        self._results: queue.Queue[Any] = queue.Queue()
-        self.queue = TaskQueue(data, max_retries=max_retries, task_timeout=task_timeout,
+    The job is the :class:`~golemsync.market.Staffing` its negotiator hires for, and the
+    owner of the sessions' ends (it terminates agreements and excludes failed providers).
+    """
+
+    def __init__(self, parts: JobParts, worker: Worker, data: Iterable[Any], payload: Payload,
+                 *, limits: JobLimits) -> None:
+        self.id = f"job-{next(_job_numbers)}"
+        self._parts = parts
+        self._worker = worker
+        self._data = data
+        self._payload = payload
+        self._limits = limits
+        self._stop = threading.Event()
+        self.queue = TaskQueue(data, max_retries=limits.max_retries,
+                               task_timeout=limits.task_timeout,
                                on_final=self._final, on_retry=self._retried,
-                               read_ahead=max(64, 4 * max_workers))
-        self._lock = threading.Lock()  # guards _workers, _excluded, _threads, _last_busy, flags
-        self._workers: dict[str, ProviderWorker] = {}
-        self._excluded: set[str] = set()
+                               read_ahead=max(64, 4 * limits.max_workers))
+        self._lock = threading.Lock()  # guards every attribute below it
+        self._sessions: dict[str, ProviderSession] = {}
+        self._signed: dict[str, Hire] = {}  # agreement id -> hire, until its session ends
+        self._excluded: set[str] = set()  # provider ids failed in this job
+        self._released: dict[str, str] = {}  # provider name -> why it was released
         self._threads: list[threading.Thread] = []
         self._last_busy = time.monotonic()
         self._budget_blocked = False
         self._hired = 0
+        self._fatal: Optional[BaseException] = None
+        self._negotiator: Optional[Negotiator] = None
 
     # -- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:
-        self.emit(JobStarted(max_workers=self.max_workers))
-        demand = self._demand()
-        market = MarketWorker(
-            self.client.market, demand, strategy=self.golem.strategy,
-            platform=self.golem.config.payment_platform, wanted=self._wanted, hire=self._hire,
-            signed=self.payments.track, abandoned=self._abandoned,
-            can_afford=self._can_afford, excluded=self._excluded_ids, on_error=self.fatal,
-            stop=self.stop, poll_timeout=self.poll_timeout, emit=self.emit,
-        )
-        self._spawn("golemsync-feeder", lambda: self._feed())
-        self._spawn("golemsync-market", market.run)
+        self.emit(JobStarted(max_workers=self._limits.max_workers))
+        settings = self._parts.settings
+        self._negotiator = Negotiator(
+            self._parts.client.market, self._demand(), self, strategy=self._parts.strategy,
+            platform=self._parts.config.payment_platform, stop=self._stop,
+            settings=MarketSettings(settings.poll_timeout, settings.approval_timeout,
+                                    settings.resubscribe_after, settings.probe_after,
+                                    settings.agreement_lifetime),
+            requirements=self._payload.requirements, probe_constraints=self._probe_constraints(),
+            emit=self.emit)
+        self._spawn("golemsync-feeder", self._feed)
+        self._spawn("golemsync-market", self._negotiator.run)
 
     def _demand(self) -> Demand:
-        decorations = self.golem._decorations
-        lifetime = timedelta(seconds=max(1800.0, (self.timeout or 0) + 300.0))
-        return build_demand(self.payload, subnet=self.golem.config.subnet,
+        decorations = self._parts.decorations
+        lifetime = timedelta(seconds=max(1800.0, (self._limits.timeout or 0) + 300.0))
+        return build_demand(self._payload, subnet=self._parts.config.subnet,
                             decoration_properties=dict(decorations.properties),
                             decoration_constraints=list(decorations.constraints),
                             lifetime=lifetime)
+
+    def _probe_constraints(self) -> str:
+        parts = [f"(golem.node.debug.subnet={self._parts.config.subnet})",
+                 *self._parts.decorations.constraints]
+        return parts[0] if len(parts) == 1 else "(&" + "\n\t".join(parts) + ")"
 
     def _spawn(self, name: str, body: Callable[[], None]) -> None:
         thread = threading.Thread(target=body, name=name)
@@ -372,121 +525,198 @@ class Job:
         thread.start()
 
     def _feed(self) -> None:
-        self.queue.feed(self.stop)
+        self.queue.feed(self._stop)
         if self.queue.source_error is not None:
-            self.fatal(self.queue.source_error)
-        elif self.queue.drained:
-            self._results.put(_JOB_DONE)
+            self.failed(self.queue.source_error)
 
-    def _final(self, task: Task[Any]) -> None:
-        who = {"provider_id": task.provider_id or "", "provider_name": task.provider_name or "",
+    def emit(self, event: Event) -> None:
+        self._parts.bus.emit(replace(event, job_id=self.id) if not event.job_id else event)
+
+    def _final(self, task: Task[Any], attempt: Attempt) -> None:
+        if task.cancelled:
+            return  # withdrawn before it ran: not a provider's work
+        who = {"provider_id": attempt.provider_id, "provider_name": attempt.provider_name,
                "data": task.data, "attempts": task.attempts, "running_time": task.running_time}
         if task.status is TaskStatus.DONE:
             self.emit(TaskAccepted(**who))
         else:
             self.emit(TaskFailedEvent(**who, error=str(task.error)))
-        self._results.put(task)
-        if self.queue.drained:
-            self._results.put(_JOB_DONE)
 
-    def fatal(self, error: BaseException) -> None:
-        """End the job with ``error``, raised to the caller of ``execute_tasks``."""
-        self._results.put(error)
+    def _retried(self, task: Task[Any], attempt: Attempt) -> None:
+        self.emit(TaskRetried(provider_id=attempt.provider_id,
+                              provider_name=attempt.provider_name, data=task.data,
+                              attempts=task.attempts, running_time=task.running_time,
+                              error=str(attempt.error)))
 
-    # -- the market's questions --------------------------------------------------------------
-    def _wanted(self) -> int:
+    # -- Staffing: the negotiator's questions ------------------------------------------------------
+    def wanted(self) -> int:
         with self._lock:
-            free_slots = self.max_workers - len(self._workers)
-        return 0 if self.stop.is_set() else min(free_slots, self.queue.wanted_providers())
+            free_slots = self._limits.max_workers - len(self._sessions)
+        return 0 if self._stop.is_set() else min(free_slots, self.queue.wanted_providers())
 
-    def _can_afford(self, offer: Offer) -> bool:
-        ok = self.payments.can_afford(offer)
+    def at_work(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def excluded(self) -> Collection[str]:
+        with self._lock:
+            mine = self._excluded | set(self._sessions)
+        return mine | self._parts.claims.others(self.id)
+
+    def can_afford(self, offer: Offer) -> bool:
+        ok = self._parts.payments.can_afford(offer, self._parts.settings.expected_task_seconds)
         with self._lock:
             self._budget_blocked = not ok
-        return ok
+        return ok and self._parts.claims.claim(offer.provider_id, self.id)
 
-    def _excluded_ids(self) -> set[str]:
+    def signed(self, hire: Hire) -> None:
         with self._lock:
-            return set(self._excluded)
+            self._signed[hire.agreement_id] = hire
+        self._parts.payments.track(hire)
 
-    def _abandoned(self, agreement_id: str, terminated: bool) -> None:
+    def abandoned(self, agreement_id: str, terminated: bool) -> None:
+        with self._lock:
+            hire = self._signed.pop(agreement_id, None)
+        if hire is not None:
+            self._parts.claims.release(hire.provider_id, self.id)
         if terminated:
-            self.payments.ended(agreement_id)
+            self._parts.payments.ended(agreement_id)
         else:
-            self.payments.forget(agreement_id)  # never approved: no invoice will come
+            self._parts.payments.forget(agreement_id)  # never approved: no invoice will come
 
-    def _hire(self, hire: Hire) -> None:
-        worker = ProviderWorker(self, hire)
+    def hired(self, hire: Hire) -> None:
+        session = ProviderSession(
+            hire, worker=self._worker, tasks=self.queue,
+            activity=self._parts.client.activity, ledger=self._parts.payments,
+            storage=self._parts.storage, emit=self.emit, stop=self._stop,
+            settings=SessionSettings(self._parts.settings.poll_timeout,
+                                     self._parts.settings.activity_timeout,
+                                     self._parts.settings.max_task_failures))
         with self._lock:
-            self._workers[hire.provider_id] = worker
-            self._excluded.add(hire.provider_id)
+            self._sessions[hire.provider_id] = session
             self._hired += 1
         self.emit(AgreementCreated(provider_id=hire.provider_id, provider_name=hire.provider_name,
                                    agreement_id=hire.agreement_id))
-        self._spawn(f"golemsync-worker-{hire.provider_name}", worker.run)
+        self._spawn(f"golemsync-worker-{hire.provider_name}", lambda: self._serve(session))
 
-    def worker_done(self, worker: ProviderWorker) -> None:
+    def failed(self, error: BaseException) -> None:
+        """End the job with ``error``, raised to the caller of ``execute_tasks``."""
         with self._lock:
-            self._workers.pop(worker.hire.provider_id, None)
+            if self._fatal is None:
+                self._fatal = error
+        self.queue.wake()
+
+    # -- provider sessions ------------------------------------------------------------------------
+    def _serve(self, session: ProviderSession) -> None:
+        end = session.run()
+        hire = session.hire
+        self._terminate(hire, end)
+        with self._lock:
+            self._sessions.pop(hire.provider_id, None)
+            self._signed.pop(hire.agreement_id, None)
+            if end.provider_failed:
+                self._excluded.add(hire.provider_id)
+            if end.provider_failed or end.fatal is not None:
+                self._released[hire.provider_name] = end.reason or "failed"
             self._last_busy = time.monotonic()
+        self._parts.claims.release(hire.provider_id, self.id)
+        if end.fatal is not None:
+            self.failed(end.fatal)
 
-    def storage(self) -> Any:
-        return self.golem.storage()
-
-    def emit(self, event: Event) -> None:
-        self.golem.events.emit(event)
-
-    def _retried(self, task: Task[Any], error: Optional[BaseException]) -> None:
-        self.emit(TaskRetried(provider_id=task.provider_id or "",
-                              provider_name=task.provider_name or "", data=task.data,
-                              attempts=task.attempts, running_time=task.running_time,
-                              error=str(error)))
+    def _terminate(self, hire: Hire, end: SessionEnd) -> None:
+        """Terminate the agreement; best effort, never raises."""
+        failed = end.provider_failed
+        reason = {"message": "Work finished" if not failed else "Provider failed",
+                  "golem.requestor.code": "Success" if not failed else "Cancelled"}
+        try:
+            self._parts.client.market.terminate_agreement(hire.agreement_id, reason)
+        except GolemError as exc:
+            logger.info("terminate agreement with %s: %s", hire.provider_name, exc)
+        self._parts.payments.ended(hire.agreement_id)
+        self.emit(AgreementTerminated(provider_id=hire.provider_id,
+                                      provider_name=hire.provider_name,
+                                      agreement_id=hire.agreement_id, failed=failed,
+                                      reason=end.reason))
 
     # -- the caller's iterator ---------------------------------------------------------------------
     def results(self) -> Iterator[Task[Any]]:
         """Yield finished tasks until the job is done; raise job-level errors."""
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        limit = self._limits.timeout
+        deadline = None if limit is None else time.monotonic() + limit
         while True:
+            self._raise_fatal()
             wait = 1.0 if deadline is None else min(1.0, deadline - time.monotonic())
             if wait <= 0:
-                raise JobTimeout(f"the job did not finish within {self.timeout} s")
-            try:
-                item = self._results.get(timeout=wait)
-            except queue.Empty:
+                raise JobTimeout(f"the job did not finish within {limit} s",
+                                 report=self.report())
+            item = self.queue.next_result(wait)
+            if item is DRAINED:  # type: ignore[comparison-overlap]
+                self._raise_fatal()
+                return
+            if item is None:
                 self._check_progress()
                 continue
-            if item is _JOB_DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
             yield item
+
+    def _raise_fatal(self) -> None:
+        with self._lock:
+            error = self._fatal
+        if error is None:
+            return
+        if isinstance(error, JobError) and not error.report:
+            error.report = self.report()
+        raise error
 
     def _check_progress(self) -> None:
         with self._lock:
-            idle = not self._workers
+            idle = not self._sessions
             stalled_for = time.monotonic() - self._last_busy
             budget_blocked = self._budget_blocked
             hired = self._hired
-        if not idle or self.queue.wanted_providers() == 0 or stalled_for < self.offer_timeout:
+        limit = self._limits.offer_timeout
+        if not idle or self.queue.wanted_providers() == 0 or stalled_for < limit:
             return
+        report = self.report()
         if budget_blocked:
-            raise BudgetExceeded(f"the remaining budget (of {self.golem.budget} GLM, "
-                                 f"{self.payments.spent} spent) cannot pay another provider; "
-                                 "raise budget= or lower max_workers")
-        what = "no provider offer matched the demand" if hired == 0 else (
-            f"no further provider could be hired ({hired} hired so far, failed or finished)")
-        raise NoOffersError(f"{what} within {self.offer_timeout} s: check the payload's "
-                            "requirements, subnet_tag and payment network")
+            raise BudgetExceeded(f"the remaining budget (of {self._parts.budget} GLM, "
+                                 f"{self._parts.payments.spent} spent) cannot pay another "
+                                 "provider; raise budget= or lower max_workers", report=report)
+        seen = self._negotiator.report.offers_seen if self._negotiator is not None else 0
+        if hired == 0 and not self._released:
+            raise NoOffersError(f"no usable provider offer matched the demand within {limit} s "
+                                f"({seen} offers seen): check the payload's requirements, "
+                                "subnet_tag and payment network", report=report)
+        raise ProvidersExhausted(f"no further provider could be hired within {limit} s "
+                                 f"({hired} hired so far, failed or finished)", report=report)
+
+    def report(self) -> str:
+        """The job's diagnosis: the market's report and the providers released, with why."""
+        lines = self._negotiator.report.lines() if self._negotiator is not None else []
+        with self._lock:
+            released = dict(self._released)
+        lines += [f"provider {name} released: {why}" for name, why in released.items()]
+        counts = self.queue.counts()
+        lines.append("tasks: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        return "\n".join("  " + line for line in lines)
+
+    def unfinished(self) -> list[Task[Any]]:
+        """Every task not yielded (after the threads ended), plus the rest of a sized source."""
+        left = self.queue.unfinished()
+        if isinstance(self._data, Sized):
+            left += [item if isinstance(item, Task) else Task(item)
+                     for item in self.queue.rest_of_source()]
+        return left
 
     def stop_and_join(self, timeout: float = 60.0) -> None:
         """Stop hiring and handing out tasks; wait for every thread to end. Idempotent."""
-        self.stop.set()
+        self._stop.set()
         self.queue.close()
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:
                 alive = [t for t in self._threads if t.is_alive()]
             if not alive:
+                self._parts.claims.release_all(self.id)
                 return
             for thread in alive:
                 thread.join(max(0.0, deadline - time.monotonic()))
@@ -497,21 +727,47 @@ class Job:
                 return
 
 
-class _second_interrupt_exits:
-    """While active in the main thread, Ctrl-C ends the process at once (exit code 130)."""
+SignalHandler = Union[Callable[[int, Optional[FrameType]], Any], int, None]
 
-    def __enter__(self) -> None:
-        self._previous: Any = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+class _SignalGuard:
+    """Ctrl-C and SIGTERM while a ``Golem`` runs in the main thread (see the module docstring).
 
-    @staticmethod
-    def _handler(signum: int, frame: Optional[FrameType]) -> None:
-        sys.stderr.write("\ngolemsync: interrupted again during shutdown; exiting now "
-                         "(agreements or invoices may be left open)\n")
+    Installed only over Python's default handlers, so an application's own handlers win.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, SignalHandler] = {}
+        self._interrupted = False
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        for signum in self.SIGNALS:
+            current = signal.getsignal(signum)
+            if current is defaults[signum]:
+                self._previous[signum] = current
+                signal.signal(signum, self._handle)
+
+    def restore(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if self._interrupted:
+            sys.stderr.write("\ngolemsync: interrupted again during shutdown; exiting now "
+                             "(agreements or invoices may be left open)\n")
+            sys.stderr.flush()
+            os._exit(130)
+        self._interrupted = True
+        name = signal.Signals(signum).name
+        sys.stderr.write(f"\ngolemsync: {name} received; stopping: terminating agreements, "
+                         "paying what is owed (send it again to exit at once)\n")
         sys.stderr.flush()
-        os._exit(130)
+        raise KeyboardInterrupt(name)

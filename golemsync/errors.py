@@ -20,12 +20,21 @@ Every error golemsync raises on purpose derives from :class:`GolemError`::
     ├── ProtocolError                        a reply that does not parse as the protocol says
     ├── StorageError                         file transfer helper (gftp) problems
     └── JobError                             the task engine could not finish a job
-        ├── NoOffersError                    no provider matched the demand in time
+        ├── NoOffersError                    no offer matched the demand (the report says why)
+        ├── ProvidersExhausted               offers matched, but no provider could be kept at work
         ├── BudgetExceeded                   the budget cannot cover more work
         ├── JobTimeout                       the job's deadline passed
+        ├── WorkerFailed                     the worker function failed before taking a task
         ├── TaskFailed                       a task exhausted its retries
+        ├── RepeatedFailure                  a task failed the same way on two providers
+        ├── ProviderUnreliable               a provider failed several tasks in a row
         ├── CommandFailed                    one ExeScript command failed on the provider
         └── ActivityTerminated               the provider's activity ended under us
+
+An error that ends a job early (raised by the ``execute_tasks`` iterator) carries
+``unfinished``: every task read from the caller's iterable that was not yielded, so that
+``yielded + len(error.unfinished) == submitted`` always; a :class:`JobError` also carries
+``report``, the job's diagnosis (offers seen and why refused, providers released and why).
 
 Errors carry their context as attributes (``status``, ``method``, ``url``, ``provider`` ...)
 so callers can branch on them without parsing messages. The app key never appears in any of them.
@@ -132,11 +141,52 @@ class StorageError(GolemError):
 
 
 class JobError(GolemError):
-    """The task engine could not finish a job."""
+    """The task engine could not finish a job.
+
+    ``unfinished`` lists the job's tasks not yielded when the job ended by this error (empty
+    when the error did not end a job); ``report`` is the job's diagnosis text ('' if none).
+    """
+
+    unfinished: list[Any]
+    report: str
+
+    def __init__(self, message: str = "", *, report: str = "") -> None:
+        super().__init__(message)
+        self.unfinished = []
+        self.report = report
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}\n{self.report}" if self.report else text
 
 
 class NoOffersError(JobError):
-    """No provider offer matched the demand within the deadline."""
+    """No provider offer matched the demand (the report names the constraint or price cap)."""
+
+
+class ProvidersExhausted(JobError):
+    """Offers matched, but every provider refused, failed or crashed: none is left to hire."""
+
+
+class WorkerFailed(JobError):
+    """The worker function raised (or yielded something other than a script) before taking
+    a task: a mistake in the requestor's code, not a provider's fault."""
+
+
+class RepeatedFailure(JobError):
+    """A task failed the same way on two providers, so it is the task that fails, not them.
+
+    ``first_provider`` is the id of the first provider it failed on; ``__cause__`` the last
+    failure.
+    """
+
+    def __init__(self, message: str, *, first_provider: str = "") -> None:
+        super().__init__(message)
+        self.first_provider = first_provider
+
+
+class ProviderUnreliable(JobError):
+    """A provider failed several tasks in a row and was released (the job goes on)."""
 
 
 class BudgetExceeded(JobError):
@@ -159,7 +209,8 @@ class CommandFailed(JobError):
     """An ExeScript command failed on the provider.
 
     Attributes: ``index`` (position in its batch), ``command`` (its name), ``message`` (the
-    exe-unit's text), ``stdout``/``stderr`` when captured, and ``provider``.
+    exe-unit's text), ``exit_code`` (for ``run`` commands, when known), ``stdout``/``stderr``
+    when captured, and ``provider``.
     """
 
     def __init__(
@@ -171,6 +222,7 @@ class CommandFailed(JobError):
         stdout: Any = None,
         stderr: Any = None,
         provider: str = "",
+        exit_code: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.index = index
@@ -178,6 +230,8 @@ class CommandFailed(JobError):
         self.stdout = stdout
         self.stderr = stderr
         self.provider = provider
+        self.exit_code = exit_code
+        self.message = message
 
 
 class ActivityTerminated(JobError):

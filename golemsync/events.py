@@ -40,9 +40,10 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Event:
-    """Base of every engine event."""
+    """Base of every engine event; ``job_id`` names the job it belongs to ('' for none)."""
 
     at: float = field(default_factory=time.monotonic, compare=False)
+    job_id: str = ""
 
 
 @dataclass(frozen=True)

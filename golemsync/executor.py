@@ -180,7 +180,8 @@ def _worker(ctx: WorkContext, tasks: Iterator[Task[_Call]]) -> Iterator[Script]:
     for task in tasks:
         call = task.data
         if task.attempts == 1 and not call.future.set_running_or_notify_cancel():
-            task.accept_result(None)  # cancelled before it started: never runs
+            task.cancelled = True  # cancelled before it started: never runs
+            task.accept_result(None)
             continue
         try:
             value = call.fn(ctx, *call.args, **call.kwargs)

@@ -7,20 +7,21 @@ another provider, turns the best provider Draft into an approved agreement and h
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any, Callable, Optional, Protocol
 
 from . import timestamps
-from .errors import ApiError, GolemError, NotFound
+from .errors import ApiError, GolemError, NoOffersError, NotFound, ProvidersExhausted
 from .events import OfferReceived
 from .money import to_decimal
-from .payload import Payload
+from .payload import Payload, Requirement
 
 logger = logging.getLogger(__name__)
 
@@ -184,74 +185,143 @@ class _Draft:
     draft_id: str
 
 
-class MarketWorker:
+class Staffing(Protocol):
+    """What the negotiation asks of the job it hires for (one typed seam, no callbacks)."""
+
+    def wanted(self) -> int:
+        """How many more providers the job could use now."""
+
+    def at_work(self) -> int:
+        """How many providers are working for the job now."""
+
+    def excluded(self) -> Collection[str]:
+        """Provider ids not to hire now (failed in this job, or at work for it already)."""
+
+    def can_afford(self, offer: Offer) -> bool:
+        """Whether the budget left covers hiring ``offer``."""
+
+    def signed(self, hire: Hire) -> None:
+        """An agreement was created (its invoice must be paid whatever happens next)."""
+
+    def hired(self, hire: Hire) -> None:
+        """The agreement was approved: put the provider to work."""
+
+    def abandoned(self, agreement_id: str, terminated: bool) -> None:
+        """An agreement was given up before work started (``terminated``: an invoice may come)."""
+
+    def failed(self, error: BaseException) -> None:
+        """The negotiation cannot go on: end the job with ``error``."""
+
+
+@dataclass(frozen=True)
+class MarketSettings:
+    """Timing of the negotiation (all seconds)."""
+
+    poll_timeout: float = 3.0
+    approval_timeout: float = 30.0
+    resubscribe_after: float = 10.0
+    #: With no usable offer for this long and nobody at work, look at every offer on the
+    #: subnet to tell whether any could ever match (the diagnosis of an impossible demand).
+    probe_after: float = 1.0
+    agreement_lifetime: float = 3600.0
+
+
+@dataclass
+class MarketReport:
+    """What the negotiation saw: the diagnosis a job's error carries."""
+
+    offers_seen: int = 0
+    providers_seen: set[str] = field(default_factory=set)
+    refused: dict[str, int] = field(default_factory=dict)  # reason -> offers refused for it
+    counter_failed: int = 0
+    agreements_refused: dict[str, str] = field(default_factory=dict)  # provider -> why
+    unmet: list[str] = field(default_factory=list)  # the probe's findings
+    probe_offers: int = -1  # offers on the subnet at the last probe (-1: never probed)
+    slowest_call: float = 0.0  # seconds, of the negotiation's non-polling calls
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+    def lines(self) -> list[str]:
+        """The report as human-readable lines."""
+        out = [f"offers seen: {self.offers_seen} from {len(self.providers_seen)} providers"]
+        out += [f"offers refused ({reason}): {count}" for reason, count in self.refused.items()]
+        if self.counter_failed:
+            out.append(f"counter-proposals that failed: {self.counter_failed}")
+        out += [f"agreement refused by {name}: {why}"
+                for name, why in self.agreements_refused.items()]
+        if self.probe_offers >= 0:
+            out.append(f"offers on the subnet, whatever the constraints: {self.probe_offers}")
+        out += self.unmet
+        if self.slowest_call >= 2.0:
+            out.append(f"the daemon was slow: slowest negotiation call {self.slowest_call:.1f} s")
+        return out
+
+
+class Negotiator:
     """The market thread of one job (see the module docstring).
 
-    ``wanted()`` says how many more providers the job could use now; ``signed(h)`` hears of
-    every agreement as soon as it is created (so its invoice can be paid whatever happens
-    next), ``hire(h)`` receives each approved one, ``abandoned(id, terminated)`` each one given
-    up before work started; ``can_afford(offer)`` vetoes hires the budget cannot cover;
-    ``excluded`` is the set of provider ids not to hire again (failed, refused, or at work).
-    Fatal problems go to ``on_error``.
+    It asks its :class:`Staffing` how many providers are wanted, and tells it of every
+    agreement signed, hired or abandoned. It keeps a :class:`MarketReport` for the diagnosis
+    and, when the job is stuck with no usable offer, probes the subnet's offers: if none could
+    ever meet the payload's requirements the job ends at once with :class:`NoOffersError`
+    naming the requirement, instead of after ``offer_timeout``.
     """
 
     def __init__(
         self,
         market_api: Any,
         demand: Demand,
+        staffing: Staffing,
         *,
         strategy: Strategy,
         platform: str,
-        wanted: Callable[[], int],
-        hire: Callable[[Hire], None],
-        signed: Callable[[Hire], object],
-        abandoned: Callable[[str, bool], None],
-        can_afford: Callable[[Offer], bool],
-        excluded: Callable[[], Collection[str]],
-        on_error: Callable[[BaseException], None],
         stop: threading.Event,
-        poll_timeout: float = 2.0,
+        settings: MarketSettings = MarketSettings(),
+        requirements: Sequence[Requirement] = (),
+        probe_constraints: str = "",
         emit: Optional[Callable[[Any], None]] = None,
-        approval_timeout: float = 30.0,
-        resubscribe_after: float = 10.0,
     ) -> None:
         self._api = market_api
         self._demand = demand
+        self._staff = staffing
         self._strategy = strategy
         self._platform = platform
-        self._wanted = wanted
-        self._hire = hire
-        self._signed = signed
-        self._abandoned = abandoned
-        self._can_afford = can_afford
-        self._excluded = excluded
-        self._on_error = on_error
         self._stop = stop
-        self._poll_timeout = poll_timeout
+        self._settings = settings
+        self._requirements = tuple(requirements)
+        self._probe_constraints = probe_constraints
         self._emit = emit if emit is not None else (lambda event: None)
-        self._approval_timeout = approval_timeout
-        self._resubscribe_after = resubscribe_after
         self._subscription: Optional[str] = None
         self._countered: dict[str, Offer] = {}  # our counter-proposal id -> the offer it answers
         self._drafts: dict[str, _Draft] = {}  # provider id -> best draft from that provider
         self._refused: set[str] = set()  # providers that refused to sign in this job
+        self._declined: set[str] = set()  # providers whose offers we refused (price, platform)
         self._last_offer_at = time.monotonic()
-        self.offers_seen = 0
+        self._stuck_since: Optional[float] = None
+        self._last_probe = 0.0
+        self.report = MarketReport()
+
+    @property
+    def offers_seen(self) -> int:
+        return self.report.offers_seen
 
     # -- thread body -------------------------------------------------------------------------
     def run(self) -> None:
         """Negotiate until ``stop`` is set. Never raises: errors go to ``on_error``."""
         try:
             self._subscribe()
+            self._stuck_since = time.monotonic()
             while not self._stop.is_set():
                 self._collect_once()
                 self._hire_while_wanted()
+                self._check_stuck()
         except GolemError as exc:
             if not self._stop.is_set():
-                self._on_error(exc)
+                self._staff.failed(exc)
         except Exception as exc:  # a bug must still end the job loudly, not hang it
             logger.exception("market thread crashed")
-            self._on_error(exc)
+            self._staff.failed(exc)
         finally:
             self._unsubscribe()
 
@@ -274,7 +344,8 @@ class MarketWorker:
     def _collect_once(self) -> None:
         assert self._subscription is not None
         try:
-            events = self._api.collect_offers(self._subscription, timeout=self._poll_timeout)
+            events = self._api.collect_offers(self._subscription,
+                                              timeout=self._settings.poll_timeout)
         except NotFound:
             logger.info("demand subscription ended; subscribing again")
             self._subscription = None
@@ -291,8 +362,8 @@ class MarketWorker:
     def _should_refresh(self) -> bool:
         # Offers are delivered once per subscription: when the job still wants providers but
         # every offer seen is used up, a fresh subscription brings the market's offers again.
-        idle = time.monotonic() - self._last_offer_at > self._resubscribe_after
-        return idle and not self._drafts and not self._countered and self._wanted() > 0
+        idle = time.monotonic() - self._last_offer_at > self._settings.resubscribe_after
+        return idle and not self._drafts and not self._countered and self._staff.wanted() > 0
 
     # -- negotiation --------------------------------------------------------------------------
     def _on_proposal(self, proposal: Any) -> None:
@@ -304,7 +375,8 @@ class MarketWorker:
             return
         if proposal.state != "Initial":
             return
-        self.offers_seen += 1
+        self.report.offers_seen += 1
+        self.report.providers_seen.add(proposal.issuer_id)
         self._last_offer_at = time.monotonic()
         offer = Offer(
             proposal.proposal_id,
@@ -317,11 +389,13 @@ class MarketWorker:
         self._consider(offer)
 
     def _consider(self, offer: Offer) -> None:
-        if offer.provider_id in self._excluded() or offer.provider_id in self._refused:
+        if offer.provider_id in self._staff.excluded() or offer.provider_id in self._refused:
             return
         reason = self._refusal(offer)
         if reason is not None:
             logger.debug("offer from %s refused: %s", offer.provider_name, reason)
+            self.report.refuse(reason)
+            self._declined.add(offer.provider_id)
             self._reject(offer, reason)
             return
         properties = dict(self._demand.properties)
@@ -336,6 +410,7 @@ class MarketWorker:
             )
         except ApiError as exc:
             logger.info("counter-proposal to %s failed: %s", offer.provider_name, exc)
+            self.report.counter_failed += 1
             return
         self._countered[ours] = offer
 
@@ -362,16 +437,16 @@ class MarketWorker:
 
     # -- agreements ---------------------------------------------------------------------------
     def _hire_while_wanted(self) -> None:
-        while not self._stop.is_set() and self._wanted() > 0:
+        while not self._stop.is_set() and self._staff.wanted() > 0:
             draft = self._best_draft()
             if draft is None:
                 return
-            if not self._can_afford(draft.offer):
+            if not self._staff.can_afford(draft.offer):
                 return
             self._sign(draft)
 
     def _best_draft(self) -> Optional[_Draft]:
-        excluded = self._excluded()
+        excluded = self._staff.excluded()
         for provider_id in [p for p in self._drafts if p in excluded or p in self._refused]:
             del self._drafts[provider_id]
         if not self._drafts:
@@ -383,39 +458,127 @@ class MarketWorker:
     def _sign(self, draft: _Draft) -> None:
         offer = draft.offer
         try:
-            agreement_id = self._api.create_agreement(
-                draft.draft_id, timestamps.now() + timedelta(hours=1)
-            )
+            with self._timed():
+                agreement_id = self._api.create_agreement(
+                    draft.draft_id,
+                    timestamps.now() + timedelta(seconds=self._settings.agreement_lifetime))
         except ApiError as exc:
             logger.info("agreement with %s failed: %s", offer.provider_name, exc)
             self._refused.add(offer.provider_id)
+            self.report.agreements_refused[offer.provider_name] = f"create failed: {exc}"
             return
         hire = Hire(agreement_id, offer.provider_id, offer.provider_name, offer.pricing,
                     offer.cpu_threads, offer.properties)
-        self._signed(hire)
+        self._staff.signed(hire)
         try:
             self._api.confirm_agreement(agreement_id)
             approved = self._await_approval(agreement_id)
         except ApiError as exc:
             logger.info("agreement with %s failed: %s", offer.provider_name, exc)
             approved = False
-            self._abandoned(agreement_id, False)
+            self._staff.abandoned(agreement_id, False)
         if not approved:
             self._refused.add(offer.provider_id)
+            self.report.agreements_refused.setdefault(offer.provider_name, "not approved")
             return
         logger.info("agreement %s approved by %s", agreement_id, offer.provider_name)
-        self._hire(hire)
+        self._staff.hired(hire)
 
     def _await_approval(self, agreement_id: str) -> bool:
-        deadline = time.monotonic() + self._approval_timeout
+        deadline = time.monotonic() + self._settings.approval_timeout
         while not self._stop.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             if self._api.wait_for_approval(agreement_id, timeout=min(remaining, 5.0)):
                 return True
-        self._abandoned(agreement_id, self._cancel(agreement_id))
+        self._staff.abandoned(agreement_id, self._cancel(agreement_id))
         return False
+
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        began = time.monotonic()
+        try:
+            yield
+        finally:
+            self.report.slowest_call = max(self.report.slowest_call, time.monotonic() - began)
+
+    # -- diagnosis ------------------------------------------------------------------------------
+    def _check_stuck(self) -> None:
+        """With nobody at work, providers wanted and no usable offer, probe the subnet."""
+        stuck = (self._staff.wanted() > 0 and self._staff.at_work() == 0 and not self._drafts
+                 and not self._countered)
+        now = time.monotonic()
+        if not stuck:
+            self._stuck_since = None
+            return
+        if self._stuck_since is None:
+            self._stuck_since = now
+        patience = self._settings.probe_after
+        if now - self._stuck_since < patience or now - self._last_probe < max(patience, 5.0):
+            return
+        self._last_probe = now
+        error = self._probe()
+        if error is not None:
+            self._staff.failed(error)
+            self._stop.wait(self._settings.poll_timeout)  # the job is ending; stop soon
+
+    def _probe(self) -> Optional[BaseException]:
+        """Subscribe a demand with only the subnet and payment constraints, read the offers
+        it gets, and explain why none is usable; an error when none ever can be."""
+        offers = self._probe_offers()
+        report = self.report
+        report.probe_offers = len(offers)
+        if not offers:
+            return None  # nothing on the subnet yet: keep waiting (offer_timeout decides)
+        report.unmet = [f"{req.constraint}: met by {sum(req.met_by(o) for o in offers)} of "
+                        f"{len(offers)} offers{_best(req, offers)}"
+                        for req in self._requirements if not all(req.met_by(o) for o in offers)]
+        fitting = [o for o in offers if all(r.met_by(o) for r in self._requirements)]
+        if not fitting:
+            unmet = [r.constraint for r in self._requirements
+                     if not any(r.met_by(o) for o in offers)]
+            what = " and ".join(unmet) if unmet else "requirements taken together"
+            return NoOffersError(f"no offer on the market can meet the demand: none has {what}; "
+                                 "lower the payload's requirements")
+        excluded = set(self._staff.excluded()) | self._refused
+        open_ = [o for o in fitting if o["__issuer__"] not in excluded]
+        if not open_:
+            return ProvidersExhausted("every provider whose offer fits failed in this job or "
+                                      "refused to sign")
+        if all(o["__issuer__"] in self._declined for o in open_):
+            reasons = ", ".join(sorted(report.refused))
+            return NoOffersError(f"every offer that fits the demand was refused ({reasons})")
+        return None  # an offer that fits exists: it may still reach our demand
+
+    def _probe_offers(self) -> list[dict[str, Any]]:
+        try:
+            subscription = self._api.subscribe_demand(self._demand.properties,
+                                                      self._probe_constraints)
+        except ApiError as exc:
+            logger.info("market probe failed: %s", exc)
+            return []
+        found: dict[str, dict[str, Any]] = {}
+        try:
+            for attempt in range(3):  # until a poll brings nothing new
+                wait = self._settings.poll_timeout if attempt == 0 else 0.5
+                events = self._api.collect_offers(subscription, timeout=min(1.0, wait))
+                before = len(found)
+                for event in events:
+                    proposal = getattr(event, "proposal", None)
+                    if proposal is not None and proposal.state == "Initial":
+                        found[proposal.issuer_id] = {**proposal.properties,
+                                                     "__issuer__": proposal.issuer_id}
+                if found and len(found) == before:
+                    break
+        except ApiError as exc:
+            logger.info("market probe failed: %s", exc)
+        finally:
+            try:
+                self._api.unsubscribe_demand(subscription)
+            except GolemError as exc:
+                logger.debug("unsubscribe probe %s: %s", subscription, exc)
+        return list(found.values())
 
     def _cancel(self, agreement_id: str) -> bool:
         """Withdraw an agreement we stopped waiting for; if the provider approved it in the
@@ -434,3 +597,12 @@ class MarketWorker:
             logger.warning("could not cancel or terminate agreement %s: %s", agreement_id, exc)
             return False
         return True
+
+
+def _best(requirement: Requirement, offers: Sequence[dict[str, Any]]) -> str:
+    """', best offered: X' for a numeric requirement (what the biggest offer has)."""
+    if requirement.op != ">=":
+        return ""
+    values = [o[requirement.key] for o in offers
+              if isinstance(o.get(requirement.key), (int, float))]
+    return f" (the most offered: {max(values)})" if values else ""

@@ -22,11 +22,40 @@ _SHA3_224 = re.compile(r"^[0-9a-f]{56}$")
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """One constraint on an offer's property: ``key >= value``, or ``key = value`` (for a list
+    property: the list contains ``value``). Kept in this form so the engine can tell, from the
+    offers that exist, which requirement none of them meets."""
+
+    key: str
+    op: str  # ">=" or "="
+    value: Any
+
+    @property
+    def constraint(self) -> str:
+        return f"({self.key}{self.op}{self.value})"
+
+    def met_by(self, properties: dict[str, Any]) -> bool:
+        """Whether an offer with ``properties`` meets this requirement."""
+        offered = properties.get(self.key)
+        if self.op == ">=":
+            return isinstance(offered, (int, float)) and offered >= self.value
+        if isinstance(offered, list):
+            return self.value in offered
+        return offered is not None and str(offered) == str(self.value)
+
+
+@dataclass(frozen=True)
 class Payload:
-    """Demand properties (flat keys) and constraint clauses the payload implies."""
+    """Demand properties (flat keys) and constraint clauses the payload implies.
+
+    ``requirements`` are the structured form of the constraints that come from it (all of
+    ``constraints`` when the payload was built by :data:`vm`).
+    """
 
     properties: dict[str, Any] = field(default_factory=dict)
     constraints: list[str] = field(default_factory=list)
+    requirements: tuple[Requirement, ...] = ()
 
 
 class _Vm:
@@ -55,14 +84,14 @@ class _Vm:
             "golem.srv.comp.task_package": f"hash:sha3:{image_hash}:{image_url}",
             "golem.srv.comp.vm.package_format": "gvmkit-squash",
         }
-        constraints = [
-            f"(golem.inf.mem.gib>={float(min_mem_gib)})",
-            f"(golem.inf.storage.gib>={float(min_storage_gib)})",
-            f"(golem.inf.cpu.threads>={int(min_cpu_threads)})",
-            "(golem.runtime.name=vm)",
-        ]
-        constraints += [f"(golem.runtime.capabilities={cap})" for cap in capabilities]
-        return Payload(properties, constraints)
+        requirements = (
+            Requirement("golem.inf.mem.gib", ">=", float(min_mem_gib)),
+            Requirement("golem.inf.storage.gib", ">=", float(min_storage_gib)),
+            Requirement("golem.inf.cpu.threads", ">=", int(min_cpu_threads)),
+            Requirement("golem.runtime.name", "=", "vm"),
+            *(Requirement("golem.runtime.capabilities", "=", cap) for cap in capabilities),
+        )
+        return Payload(properties, [r.constraint for r in requirements], requirements)
 
 
 def _check_resources(mem: float, storage: float, threads: int) -> None:

@@ -146,6 +146,13 @@ class Payments:
             if record is not None:
                 record.tasks.append(task)
 
+    def activity_started(self, agreement_id: str, activity_id: str) -> None:
+        """Record an activity the requestor created under ``agreement_id``."""
+
+    def may_continue(self, agreement_id: str) -> bool:
+        """Whether the budget left still covers another task on this agreement."""
+        return True
+
     @property
     def spent(self) -> Decimal:
         """Total accepted so far, over every agreement."""

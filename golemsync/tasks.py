@@ -1,27 +1,53 @@
-"""Tasks and the thread-safe queue that hands them to worker threads.
+"""Tasks and the thread-safe queue that hands them to provider sessions and back to the caller.
 
-A :class:`Task` is one independent fragment of a job. Worker threads take tasks from a
+A :class:`Task` is one independent fragment of a job. Provider sessions take tasks from a
 :class:`TaskQueue`; a task that fails goes back to the queue and is preferably handed to a
-*different* provider next time, until it runs out of attempts. Every task reaches the caller
-exactly once: accepted, or failed with its last error.
+*different* provider next time, until it runs out of attempts.
+
+The queue is also where finished tasks wait for the caller, so *the* invariant of a job is kept
+in one place, under one lock::
+
+    submitted == pending + running + finished-not-yet-yielded + yielded
+
+Every task read from the caller's iterable is yielded exactly once (accepted or failed); when
+the job ends early, :meth:`TaskQueue.unfinished` returns every task read but not yielded.
+
+Retry rules (see the guide's "failures" chapter):
+
+* a task *failure* (a command failed, the worker rejected the result, the attempt timed out)
+  sends the task back, unless it has failed ``max_retries + 1`` times, or it failed **the same
+  way on two different providers** (:func:`failure_signature` — same command, same exit code,
+  same error output; or a timeout on both): a deterministic failure is the task's, so it is
+  not tried on every provider in turn;
+* a *requestor error* (a missing local file, a worker that raised or yielded junk) fails the
+  task at once, with that error;
+* a task *returned* (its provider session ended for reasons not its own, e.g. the job stops,
+  or the budget for that provider ran out) goes back without using up an attempt.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Generic, Optional, TypeVar
 
-from .errors import GolemError, TaskFailed
+from .errors import CommandFailed, GolemError, JobTimeout, RepeatedFailure, TaskFailed
 
 logger = logging.getLogger(__name__)
 
 D = TypeVar("D")
+
+#: How many providers may fail a task with the same signature before it fails for good.
+SAME_FAILURE_PROVIDERS = 2
+
+_VOLATILE = re.compile(r"0x[0-9a-fA-F]+|[0-9a-fA-F]{8,}|\d+")
 
 
 class TaskStatus(enum.Enum):
@@ -30,7 +56,50 @@ class TaskStatus(enum.Enum):
     PENDING = "pending"  # waiting in the queue (first time or for a retry)
     RUNNING = "running"  # handed to a worker on some provider
     DONE = "done"  # result accepted
-    FAILED = "failed"  # out of attempts; ``task.error`` says why
+    FAILED = "failed"  # out of attempts, or failed for good; ``task.error`` says why
+
+
+class Verdict(enum.Enum):
+    """How an attempt ended (what the queue does next depends on it)."""
+
+    ACCEPTED = "accepted"
+    FAILED = "failed"  # the task's own failure: retried, attempts and signatures allowing
+    FAILED_FINAL = "failed-final"  # fails the task at once (requestor error, no-retry reject)
+    RETURNED = "returned"  # not the task's fault: back to the queue, the attempt not counted
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One finished attempt of a task, as the queue's callbacks see it."""
+
+    provider_id: str
+    provider_name: str
+    verdict: Verdict
+    error: Optional[BaseException]
+
+
+def failure_signature(error: Optional[BaseException]) -> Optional[str]:
+    """What makes two failures "the same" for the deterministic-failure rule, or None.
+
+    A timeout is always comparable. A failed ``run`` is comparable only when it wrote error
+    output (exit code plus that output); a failed transfer or other command by its message.
+    Ids and numbers are blanked so the same error from two providers compares equal. Silent
+    failures (no output: killed, crashed) are not comparable: they are retried as usual.
+    """
+    if isinstance(error, JobTimeout):
+        return "timeout"
+    if not isinstance(error, CommandFailed):
+        return None
+    if error.command == "run":
+        output = error.stderr if error.stderr else error.stdout
+        if not output:
+            return None
+        text = output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output)
+        return f"run:{error.index}:{error.exit_code}:{_VOLATILE.sub('#', text.strip())}"
+    text = str(error.message or error)
+    if error.provider:
+        text = text.replace(error.provider, "")
+    return f"{error.command}:{error.index}:{_VOLATILE.sub('#', text)}"
 
 
 class Task(Generic[D]):
@@ -38,7 +107,8 @@ class Task(Generic[D]):
 
     The worker decides a task's fate with :meth:`accept_result` or :meth:`reject_result`.
     ``result`` of a failed task raises :class:`~golemsync.errors.TaskFailed` (like
-    ``Future.result()``), so a failure cannot pass unnoticed.
+    ``Future.result()``), so a failure cannot pass unnoticed. ``provider_name``/``provider_id``
+    name the provider of the latest attempt (for a failed task: the one it last failed on).
     """
 
     def __init__(self, data: D) -> None:
@@ -51,11 +121,13 @@ class Task(Generic[D]):
         self.cost: Optional[Decimal] = None
         self.error: Optional[BaseException] = None
         self.failed_on: set[str] = set()  # provider ids this task already failed on
+        self.cancelled = False  # set when the submitter withdrew it before it ran (executor)
+        self._signatures: dict[str, str] = {}  # failure signature -> first provider id
         self._result: Any = None
         self._lock = threading.Lock()  # guards status/_result/error against racing verdicts
         self._started_at = 0.0
         self._deadline: Optional[float] = None
-        self._on_verdict: Optional[Callable[[Task[D], bool, Optional[BaseException]], None]] = None
+        self._on_verdict: Optional[Callable[[Task[D], Attempt], None]] = None
 
     def __repr__(self) -> str:
         return f"Task(data={self.data!r}, status={self.status.value}, attempts={self.attempts})"
@@ -83,26 +155,33 @@ class Task(Generic[D]):
             if self.status is not TaskStatus.RUNNING:
                 raise RuntimeError(f"task {self.data!r} is {self.status.value}; cannot accept")
             self._result = result
+            self.error = None  # an earlier attempt's error no longer describes the task
             self.status = TaskStatus.DONE
-            callback = self._finish_attempt()
-        if callback is not None:
-            callback(self, True, None)
+        self._finish(Verdict.ACCEPTED, None)
 
     def reject_result(self, reason: str = "rejected by worker", *, retry: bool = True) -> None:
         """Reject this attempt; with ``retry`` it goes back to the queue (attempts allowing)."""
-        self._fail(GolemError(reason), retry=retry)
+        self._end(GolemError(reason), Verdict.FAILED if retry else Verdict.FAILED_FINAL)
 
-    def _fail(self, error: BaseException, *, retry: bool) -> None:
+    def _end(self, error: Optional[BaseException], verdict: Verdict) -> bool:
+        """End the running attempt (not by acceptance). False if it was already decided."""
         with self._lock:
             if self.status is not TaskStatus.RUNNING:
-                return  # already decided; the first verdict stands
-            self.error = error
-            self.status = TaskStatus.PENDING if retry else TaskStatus.FAILED
-            if self.provider_id:
-                self.failed_on.add(self.provider_id)
-            callback = self._finish_attempt()
+                return False  # already decided; the first verdict stands
+            if verdict is not Verdict.RETURNED:
+                self.error = error
+            self.status = TaskStatus.PENDING  # the queue decides whether it is final
+        self._finish(verdict, error)
+        return True
+
+    def _finish(self, verdict: Verdict, error: Optional[BaseException]) -> None:
+        with self._lock:
+            self.running_time += time.monotonic() - self._started_at
+            self._deadline = None
+            attempt = Attempt(self.provider_id or "", self.provider_name or "", verdict, error)
+            callback = self._on_verdict
         if callback is not None:
-            callback(self, False, error)
+            callback(self, attempt)
 
     def _start_attempt(
         self, provider_id: str, provider_name: str, timeout: Optional[float]
@@ -115,27 +194,25 @@ class Task(Generic[D]):
             self._started_at = time.monotonic()
             self._deadline = None if timeout is None else self._started_at + timeout
 
-    def _finish_attempt(self) -> Optional[Callable[[Task[D], bool, Optional[BaseException]], None]]:
-        # Called with the lock held; the callback runs after it is released.
-        self.running_time += time.monotonic() - self._started_at
-        self._deadline = None
-        return self._on_verdict
-
 
 class _Drained:
     """Sentinel returned by :meth:`TaskQueue.get` when no task will ever come again."""
+
+    def __repr__(self) -> str:
+        return "DRAINED"
 
 
 DRAINED = _Drained()
 
 
 class TaskQueue:
-    """Thread-safe queue of tasks for one job, fed from the caller's iterable.
+    """Thread-safe queue of one job's tasks, fed from the caller's iterable.
 
     A feeder thread pulls from the caller's iterable (which may be a generator producing tasks
     while the job runs) and keeps at most ``read_ahead`` tasks pending. ``get`` prefers tasks
-    that have not failed on the asking provider. Finished tasks are delivered through the
-    ``on_final`` callback exactly once.
+    that have not failed on the asking provider. Finished tasks wait in the queue until the
+    caller takes them with :meth:`next_result`; ``on_final``/``on_retry`` are notified (outside
+    the lock) as tasks finish or go back for another attempt.
     """
 
     def __init__(
@@ -144,8 +221,8 @@ class TaskQueue:
         *,
         max_retries: int,
         task_timeout: Optional[float],
-        on_final: Callable[[Task[Any]], None],
-        on_retry: Optional[Callable[[Task[Any], Optional[BaseException]], None]] = None,
+        on_final: Optional[Callable[[Task[Any], Attempt], None]] = None,
+        on_retry: Optional[Callable[[Task[Any], Attempt], None]] = None,
         read_ahead: int = 64,
     ) -> None:
         if max_retries < 0:
@@ -156,13 +233,19 @@ class TaskQueue:
         self._on_final = on_final
         self._on_retry = on_retry
         self._read_ahead = max(1, read_ahead)
-        # _cond guards: _pending, _running, _exhausted, _waiting, _closed, _source_error.
+        # _cond guards every attribute below it.
         self._cond = threading.Condition()
         self._pending: deque[Task[Any]] = deque()
+        self._finished: deque[Task[Any]] = deque()  # final, not yet taken by the caller
+        self._unyielded: dict[int, Task[Any]] = {}  # id() -> every task read, not yet yielded
+        self._active: dict[str, int] = {}  # provider id -> sessions serving the job
         self._running = 0
         self._waiting = 0
+        self._submitted = 0
+        self._yielded = 0
         self._exhausted = False
         self._closed = False
+        self._woken = False
         self.source_error: Optional[BaseException] = None
 
     # -- feeding -------------------------------------------------------------------------
@@ -171,14 +254,8 @@ class TaskQueue:
         try:
             for item in self._source:
                 task = item if isinstance(item, Task) else Task(item)
-                task._on_verdict = self._verdict
-                with self._cond:
-                    while len(self._pending) >= self._read_ahead and not self._stopping(stop):
-                        self._cond.wait(0.5)
-                    if self._stopping(stop):
-                        return
-                    self._pending.append(task)
-                    self._cond.notify_all()
+                if not self._admit(task, stop):
+                    return
         except Exception as exc:  # the caller's generator raised: the job must hear of it
             logger.error("task source raised %r", exc)
             with self._cond:
@@ -188,10 +265,41 @@ class TaskQueue:
                 self._exhausted = True
                 self._cond.notify_all()
 
+    def _admit(self, task: Task[Any], stop: threading.Event) -> bool:
+        with self._cond:
+            if task.status is not TaskStatus.PENDING or id(task) in self._unyielded:
+                raise ValueError(f"{task!r} was given to the job twice or already ran; "
+                                 "give each Task object once")
+            task._on_verdict = self._verdict
+            self._unyielded[id(task)] = task  # read from the source: now accounted for
+            self._submitted += 1
+            while len(self._pending) >= self._read_ahead and not self._stopping(stop):
+                self._cond.wait(0.5)  # woken by get(); the timeout only re-checks ``stop``
+            if self._stopping(stop):
+                return False
+            self._pending.append(task)
+            self._cond.notify_all()
+        return True
+
     def _stopping(self, stop: threading.Event) -> bool:
         return stop.is_set() or self._closed
 
-    # -- consuming ------------------------------------------------------------------------
+    # -- provider sessions ------------------------------------------------------------------
+    def join(self, provider_id: str) -> None:
+        """A session on ``provider_id`` starts serving this job."""
+        with self._cond:
+            self._active[provider_id] = self._active.get(provider_id, 0) + 1
+
+    def leave(self, provider_id: str) -> None:
+        """That session ended; tasks that failed only on the remaining providers may move."""
+        with self._cond:
+            count = self._active.get(provider_id, 0) - 1
+            if count > 0:
+                self._active[provider_id] = count
+            else:
+                self._active.pop(provider_id, None)
+            self._cond.notify_all()
+
     def get(self, provider_id: str, provider_name: str, timeout: float) -> Optional[Task[Any]]:
         """Wait up to ``timeout`` s for a task for this provider.
 
@@ -203,7 +311,7 @@ class TaskQueue:
             self._waiting += 1
             try:
                 while True:
-                    if self._closed or self._is_drained():
+                    if self._closed or self._nothing_to_hand_out():
                         return DRAINED  # type: ignore[return-value]
                     task = self._pick(provider_id)
                     if task is not None:
@@ -215,8 +323,8 @@ class TaskQueue:
                     self._cond.wait(remaining)
             finally:
                 self._waiting -= 1
+            task._start_attempt(provider_id, provider_name, self._task_timeout)
             self._cond.notify_all()  # the feeder may refill now
-        task._start_attempt(provider_id, provider_name, self._task_timeout)
         return task
 
     def _pick(self, provider_id: str) -> Optional[Task[Any]]:
@@ -224,46 +332,128 @@ class TaskQueue:
             if provider_id not in task.failed_on:
                 self._pending.remove(task)
                 return task
+        # A task that failed here goes back here only when every serving provider failed it.
+        others = set(self._active) - {provider_id}
+        if provider_id in self._active:
+            for task in self._pending:
+                if others <= task.failed_on:
+                    self._pending.remove(task)
+                    return task
         return None
 
-    def _is_drained(self) -> bool:
+    def _nothing_to_hand_out(self) -> bool:
         return self._exhausted and not self._pending and self._running == 0
 
-    def _verdict(self, task: Task[Any], accepted: bool, error: Optional[BaseException]) -> None:
-        final = accepted or task.status is TaskStatus.FAILED
-        if not accepted and not final and task.attempts > self._max_retries:
-            with task._lock:
-                task.status = TaskStatus.FAILED
-            final = True
+    # -- verdicts -------------------------------------------------------------------------------
+    def _verdict(self, task: Task[Any], attempt: Attempt) -> None:
+        final = self._decide(task, attempt)
         with self._cond:
             self._running -= 1
-            if not final:
+            if final:
+                self._finished.append(task)
+            elif not self._closed:
                 self._pending.appendleft(task)  # retries go first: they are the oldest work
             self._cond.notify_all()
         if final:
-            self._on_final(task)
-            return
-        logger.info("task %r failed on %s (%s); retrying", task.data, task.provider_name, error)
-        if self._on_retry is not None:
-            self._on_retry(task, error)
+            if self._on_final is not None:
+                self._on_final(task, attempt)
+        elif attempt.verdict is not Verdict.RETURNED:
+            logger.info("task %r failed on %s (%s); retrying", task.data, attempt.provider_name,
+                        attempt.error)
+            if self._on_retry is not None:
+                self._on_retry(task, attempt)
+
+    def _decide(self, task: Task[Any], attempt: Attempt) -> bool:
+        """Whether ``attempt`` ends ``task`` for good; sets its final status if so."""
+        if attempt.verdict is Verdict.ACCEPTED:
+            return True
+        with task._lock:
+            if attempt.verdict is Verdict.RETURNED:
+                task.attempts -= 1  # not the task's attempt: it did not fail
+                return False
+            task.failed_on.add(attempt.provider_id)
+            final = attempt.verdict is Verdict.FAILED_FINAL or self._out_of_attempts(task)
+            repeated = self._repeated(task, attempt)
+            if repeated is not None and not final:
+                task.error = _repeated_failure(repeated, attempt.error)
+                final = True
+            if final:
+                task.status = TaskStatus.FAILED
+            return final
+
+    def _out_of_attempts(self, task: Task[Any]) -> bool:
+        return task.attempts > self._max_retries
+
+    @staticmethod
+    def _repeated(task: Task[Any], attempt: Attempt) -> Optional[str]:
+        # called with task._lock held
+        signature = failure_signature(attempt.error)
+        if signature is None:
+            return None
+        first = task._signatures.setdefault(signature, attempt.provider_id)
+        if first == attempt.provider_id:
+            return None
+        return first
+
+    # -- the caller's side -------------------------------------------------------------------
+    def next_result(self, timeout: float) -> Optional[Task[Any]]:
+        """The next finished task, ``None`` after ``timeout`` s, or :data:`DRAINED` when every
+        task read from the source has been yielded and the source is exhausted."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not self._finished:
+                if self._nothing_to_hand_out() or (self._closed and self._running == 0
+                                                   and not self._pending):
+                    return DRAINED  # type: ignore[return-value]
+                if self._woken:
+                    self._woken = False
+                    return None
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            task = self._finished.popleft()
+            del self._unyielded[id(task)]
+            self._yielded += 1
+            return task
+
+    def wake(self) -> None:
+        """Wake a caller blocked in :meth:`next_result` (it returns ``None`` at once)."""
+        with self._cond:
+            self._woken = True
+            self._cond.notify_all()
+
+    def rest_of_source(self) -> Iterator[Any]:
+        """The items the feeder never read (only once the feeder has ended)."""
+        return self._source
+
+    def unfinished(self) -> list[Task[Any]]:
+        """Every task read from the source but not yielded (call after the job's threads
+        ended): pending, interrupted or finished-but-not-taken, in the order they were read."""
+        with self._cond:
+            return list(self._unyielded.values())
+
+    def counts(self) -> dict[str, int]:
+        """``submitted``, ``yielded``, ``pending``, ``running``, ``finished`` (not yet taken)."""
+        with self._cond:
+            return {"submitted": self._submitted, "yielded": self._yielded,
+                    "pending": len(self._pending), "running": self._running,
+                    "finished": len(self._finished)}
 
     # -- state for the market and the engine ------------------------------------------------
     def wanted_providers(self) -> int:
         """How many more providers could start work now (pending tasks beyond idle workers)."""
         with self._cond:
+            if self._closed:
+                return 0
             backlog = len(self._pending) + (0 if self._exhausted else 1)
             return max(0, backlog - self._waiting)
-
-    def only_failed_here(self, provider_id: str) -> bool:
-        """True when every pending task already failed on ``provider_id``."""
-        with self._cond:
-            return bool(self._pending) and all(provider_id in t.failed_on for t in self._pending)
 
     @property
     def drained(self) -> bool:
         """True when every task of the job has reached its final outcome."""
         with self._cond:
-            return self._is_drained()
+            return self._nothing_to_hand_out()
 
     def close(self) -> list[Task[Any]]:
         """Stop handing out tasks; returns the tasks that were still pending."""
@@ -273,3 +463,11 @@ class TaskQueue:
             self._pending.clear()
             self._cond.notify_all()
         return left
+
+
+def _repeated_failure(first_provider: str, error: Optional[BaseException]) -> RepeatedFailure:
+    failure = RepeatedFailure(f"{error} (it failed the same way on provider {first_provider}: "
+                              "not retried further, the task itself fails this way)",
+                              first_provider=first_provider)
+    failure.__cause__ = error
+    return failure

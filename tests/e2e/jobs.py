@@ -25,3 +25,18 @@ def echo_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script
         out = script.run("/bin/echo", str(task.data))
         yield script
         task.accept_result(out.result().text.strip())
+
+
+def assert_all_settled(net: Devnet, golem: Golem) -> None:
+    """Every agreement ended, every invoice owed accepted, the budget kept and released."""
+    ledger = net.ledger()
+    for agreement in ledger["agreements"]:
+        if agreement["state"] in ("Cancelled", "Rejected"):
+            continue
+        assert agreement["state"] == "Terminated", agreement
+        if agreement["invoice_id"] is not None:
+            assert agreement["invoice_status"] == "ACCEPTED", agreement
+    (allocation,) = ledger["allocations"]
+    assert allocation["released"]
+    assert allocation["spent"] <= golem.budget
+    assert allocation["spent"] == golem.spent

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 import pytest
-from jobs import PAYLOAD, echo_worker, golem_for
+from jobs import PAYLOAD, assert_all_settled, echo_worker, golem_for
 
 from golemsync import (
     AuthenticationError,
@@ -35,21 +35,6 @@ def providers(count: int, **faults_by_index: dict[str, Any]) -> list[Any]:
     specs = DevnetConfig.default(count, SEED).providers
     return [dataclasses.replace(spec, **faults_by_index.get(f"p{i}", {}))
             for i, spec in enumerate(specs)]
-
-
-def assert_all_settled(net: Devnet, golem: Golem) -> None:
-    """Every agreement ended, every invoice owed accepted, the budget kept and released."""
-    ledger = net.ledger()
-    for agreement in ledger["agreements"]:
-        if agreement["state"] in ("Cancelled", "Rejected"):
-            continue
-        assert agreement["state"] == "Terminated", agreement
-        if agreement["invoice_id"] is not None:
-            assert agreement["invoice_status"] == "ACCEPTED", agreement
-    (allocation,) = ledger["allocations"]
-    assert allocation["released"]
-    assert allocation["spent"] <= golem.budget
-    assert allocation["spent"] == golem.spent
 
 
 def test_hello_one_task(make_devnet: Callable[..., Devnet]) -> None:
@@ -174,13 +159,13 @@ def test_task_that_always_fails_surfaces_as_failed(make_devnet: Callable[..., De
     assert_all_settled(net, golem)
 
 
-def test_worker_exception_retries_on_another_provider(devnet: Devnet) -> None:
+def test_worker_exception_fails_its_task_at_once_and_keeps_the_provider(devnet: Devnet) -> None:
     seen: list[str] = []
 
     def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
         for task in tasks:
             seen.append(ctx.provider_id)
-            if len(seen) == 1:
+            if task.data == "bad":
                 raise RuntimeError("a bug in the worker")
             script = ctx.new_script()
             out = script.run("/bin/echo", "fine")
@@ -188,9 +173,15 @@ def test_worker_exception_retries_on_another_provider(devnet: Devnet) -> None:
             task.accept_result(out.result().text.strip())
 
     with golem_for(devnet) as golem:
-        (task,) = golem.execute_tasks(worker, ["x"], PAYLOAD, max_workers=2)
-    assert task.result == "fine" and task.attempts == 2
-    assert seen[0] != seen[1]
+        done = {t.data: t for t in golem.execute_tasks(worker, ["bad", "ok"], PAYLOAD,
+                                                        max_workers=1)}
+    bad, ok = done["bad"], done["ok"]
+    assert bad.status is TaskStatus.FAILED and bad.attempts == 1  # not retried elsewhere
+    assert isinstance(bad.error, RuntimeError) and "a bug in the worker" in str(bad.error)
+    with pytest.raises(TaskFailed, match="a bug in the worker"):
+        _ = bad.result
+    assert ok.result == "fine" and seen == [seen[0], seen[0]]  # the provider was kept
+    assert not any(line.released_after_failure for line in golem.summary().providers.values())
     assert_all_settled(devnet, golem)
 
 

@@ -10,7 +10,7 @@ from golemsync.market import (
     Hire,
     LeastExpensive,
     LinearPricing,
-    MarketWorker,
+    Negotiator,
     Offer,
     build_demand,
 )
@@ -138,6 +138,39 @@ class FakeMarket:
         return True
 
 
+@dataclass
+class FakeStaffing:
+    """A job that wants ``wanted[0]`` providers and hands each hire to ``hire``."""
+
+    want: list[int]
+    hire: Any
+    errors: list[BaseException]
+
+    def wanted(self) -> int:
+        return self.want[0]
+
+    def at_work(self) -> int:
+        return 0
+
+    def excluded(self) -> set[str]:
+        return set()
+
+    def can_afford(self, offer: Offer) -> bool:
+        return True
+
+    def signed(self, hire: Hire) -> None:
+        pass
+
+    def hired(self, hire: Hire) -> None:
+        self.hire(hire)
+
+    def abandoned(self, agreement_id: str, terminated: bool) -> None:
+        pass
+
+    def failed(self, error: BaseException) -> None:
+        self.errors.append(error)
+
+
 def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
     stop = threading.Event()
     api = FakeMarket([("dear", [0.1, 0.01, 0.0]), ("cheap", [0.01, 0.001, 0.0])], stop)
@@ -154,10 +187,8 @@ def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
                           decoration_constraints=[],
                           lifetime=__import__("datetime").timedelta(minutes=30))
     errors: list[BaseException] = []
-    worker = MarketWorker(api, demand, strategy=LeastExpensive(), platform=PLATFORM,
-                          wanted=lambda: wanted[0], hire=hire, signed=lambda h: None,
-                          abandoned=lambda a, t: None, can_afford=lambda o: True,
-                          excluded=lambda: set(), on_error=errors.append, stop=stop)
+    worker = Negotiator(api, demand, FakeStaffing(wanted, hire, errors), strategy=LeastExpensive(),
+                        platform=PLATFORM, stop=stop)
     thread = threading.Thread(target=worker.run, name="test-market")
     thread.start()
     thread.join(10)

@@ -15,7 +15,8 @@ def make_queue(
 ) -> tuple[TaskQueue, list[Task[Any]]]:
     finals: list[Task[Any]] = []
     queue = TaskQueue(source, max_retries=max_retries, task_timeout=None,
-                      on_final=finals.append, read_ahead=read_ahead)
+                      on_final=lambda task, _attempt: finals.append(task),
+                      read_ahead=read_ahead)
     return queue, finals
 
 
