@@ -7,7 +7,7 @@ A :class:`Task` is one independent fragment of a job. Provider sessions take tas
 The queue is also where finished tasks wait for the caller, so *the* invariant of a job is kept
 in one place, under one lock::
 
-    submitted == pending + running + finished-not-yet-yielded + yielded
+    submitted == pending + running + finished-not-yet-yielded + yielded + parked
 
 Every task read from the caller's iterable is yielded exactly once (accepted or failed); when
 the job ends early, :meth:`TaskQueue.unfinished` returns every task read but not yielded.
@@ -243,6 +243,7 @@ class TaskQueue:
         self._waiting = 0
         self._submitted = 0
         self._yielded = 0
+        self._parked = 0  # read, then left out by close(): unfinished
         self._exhausted = False
         self._closed = False
         self._woken = False
@@ -270,12 +271,13 @@ class TaskQueue:
             if task.status is not TaskStatus.PENDING or id(task) in self._unyielded:
                 raise ValueError(f"{task!r} was given to the job twice or already ran; "
                                  "give each Task object once")
+            while len(self._pending) >= self._read_ahead and not self._stopping(stop):
+                self._cond.wait(0.5)  # woken by get(); the timeout only re-checks ``stop``
             task._on_verdict = self._verdict
             self._unyielded[id(task)] = task  # read from the source: now accounted for
             self._submitted += 1
-            while len(self._pending) >= self._read_ahead and not self._stopping(stop):
-                self._cond.wait(0.5)  # woken by get(); the timeout only re-checks ``stop``
             if self._stopping(stop):
+                self._parked += 1
                 return False
             self._pending.append(task)
             self._cond.notify_all()
@@ -351,7 +353,9 @@ class TaskQueue:
             self._running -= 1
             if final:
                 self._finished.append(task)
-            elif not self._closed:
+            elif self._closed:
+                self._parked += 1
+            else:
                 self._pending.appendleft(task)  # retries go first: they are the oldest work
             self._cond.notify_all()
         if final:
@@ -434,11 +438,12 @@ class TaskQueue:
             return list(self._unyielded.values())
 
     def counts(self) -> dict[str, int]:
-        """``submitted``, ``yielded``, ``pending``, ``running``, ``finished`` (not yet taken)."""
+        """``submitted``, ``yielded``, ``pending``, ``running``, ``finished`` (not yet taken)
+        and ``parked`` (left out when the queue closed); the first is the sum of the others."""
         with self._cond:
             return {"submitted": self._submitted, "yielded": self._yielded,
                     "pending": len(self._pending), "running": self._running,
-                    "finished": len(self._finished)}
+                    "finished": len(self._finished), "parked": self._parked}
 
     # -- state for the market and the engine ------------------------------------------------
     def wanted_providers(self) -> int:
@@ -460,6 +465,7 @@ class TaskQueue:
         with self._cond:
             self._closed = True
             left = list(self._pending)
+            self._parked += len(left)
             self._pending.clear()
             self._cond.notify_all()
         return left
