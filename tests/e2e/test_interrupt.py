@@ -29,20 +29,28 @@ def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return condition()
 
 
-def test_sigint_terminates_pays_and_releases(make_devnet: Callable[..., Devnet]) -> None:
-    net = make_devnet(providers=3, debit_note_interval=0.5)
+def start_example(net: Devnet) -> subprocess.Popen[str]:
+    """hashcrack on ``net``, returned once one of its agreements is approved."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")}
     env.update(net.env)
     process = subprocess.Popen(
         [sys.executable, str(EXAMPLE), "zzzzzz", "--slices", "400", "--workers", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    assert "cracking" in process.stdout.readline()
+    assert wait_until(lambda: any(a["state"] == "Approved"
+                                  for a in net.ledger()["agreements"]), 30)
+    return process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_terminates_pays_and_releases(make_devnet: Callable[..., Devnet],
+                                               signum: int) -> None:
+    net = make_devnet(providers=3, debit_note_interval=0.5)
+    process = start_example(net)
     try:
-        assert process.stdout is not None
-        assert "cracking" in process.stdout.readline()
-        assert wait_until(lambda: any(a["state"] == "Approved"
-                                      for a in net.ledger()["agreements"]), 30)
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=45)
     finally:
         if process.poll() is None:
             process.kill()
@@ -57,3 +65,20 @@ def test_sigint_terminates_pays_and_releases(make_devnet: Callable[..., Devnet])
         assert agreement["state"] == "Terminated", agreement
         assert agreement["invoice_status"] == "ACCEPTED", agreement  # paid before exiting
     assert all(allocation["released"] for allocation in ledger["allocations"])
+
+
+def test_a_second_signal_exits_at_once(make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=3, debit_note_interval=0.5)
+    process = start_example(net)
+    try:
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        assert "SIGTERM received" in process.stderr.readline() + process.stderr.readline()
+        process.send_signal(signal.SIGINT)  # while it is shutting down
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert "interrupted again" in stderr
