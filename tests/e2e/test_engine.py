@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from decimal import Decimal
@@ -239,3 +240,35 @@ def test_a_budget_too_small_for_any_provider_is_a_clear_error(devnet: Devnet) ->
             list(golem.execute_tasks(echo_worker, range(3), PAYLOAD, offer_timeout=2))
     assert golem.spent == 0
     assert not [a for a in devnet.ledger()["agreements"] if a["state"] == "Approved"]
+
+
+def test_two_jobs_at_once_share_one_golem(make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=4)
+    results: dict[str, list[Task[Any]]] = {}
+    errors: list[BaseException] = []
+    events: list[Any] = []
+
+    def run(name: str, golem: Golem, data: list[str]) -> None:
+        try:
+            results[name] = list(golem.execute_tasks(echo_worker, data, PAYLOAD, max_workers=2))
+        except BaseException as exc:  # noqa: B036 - reported by the test thread
+            errors.append(exc)
+
+    with golem_for(net, on_event=events.append) as golem:
+        threads = [threading.Thread(target=run, name=f"test-job-{name}",
+                                    args=(name, golem, [f"{name}{i}" for i in range(8)]))
+                   for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    assert not errors
+    for name in ("a", "b"):
+        assert sorted(t.result for t in results[name]) == sorted(f"{name}{i}" for i in range(8))
+    started = [e for e in events if type(e).__name__ == "JobStarted"]
+    assert len({e.job_id for e in started}) == 2
+    accepted = [e for e in events if type(e).__name__ == "TaskAccepted"]
+    jobs = {e.job_id: {str(x.data)[0] for x in accepted if x.job_id == e.job_id} for e in accepted}
+    assert sorted(jobs.values(), key=sorted) == [{"a"}, {"b"}]  # each job's events are its own
+    assert golem.summary().tasks_done == 16  # one summary for both
+    assert_all_settled(net, golem)
