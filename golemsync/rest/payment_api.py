@@ -9,7 +9,7 @@ from typing import Any, Optional, TypeVar
 
 from .. import money, timestamps
 from ..errors import GolemError
-from .session import Transport, event_query
+from .session import ApiSession, event_query
 from .session import segment as _q
 from .wire import (
     Account,
@@ -28,9 +28,9 @@ E = TypeVar("E", bound=Wire)
 class PaymentApi:
     """Blocking calls of the payment API (requestor side)."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-        self._base = transport.config.payment_url
+    def __init__(self, session: ApiSession) -> None:
+        self._t = session
+        self._base = session.config.payment_url
 
     def requestor_accounts(self) -> list[Account]:
         return Account.parse_list(self._t.call("GET", f"{self._base}/requestorAccounts"))

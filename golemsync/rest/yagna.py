@@ -1,4 +1,16 @@
-"""YagnaClient: the REST API areas behind one transport."""
+"""YagnaClient: the REST API areas behind one :class:`~golemsync.rest.session.ApiSession`.
+
+The client is built from a :class:`~golemsync.config.Config` and keyword options:
+
+* ``transport``: what carries the HTTP exchanges (see :mod:`golemsync.rest.transport`);
+  by default a :class:`~golemsync.rest.transport.RequestsTransport` with ``pool_size``
+  pooled connections. Tests pass a :class:`~golemsync.rest.mock.MockTransport`. The client
+  closes the transport when it is closed, also one it was given.
+* ``retry``: the :class:`~golemsync.rest.session.RetryPolicy` of transient failures;
+  ``stop_event`` interrupts its back-off (set it when shutting down).
+* ``connect_timeout`` / ``read_timeout``: seconds to connect and to wait for a reply
+  (long-polls wait their own ``timeout`` plus a margin instead of ``read_timeout``).
+"""
 
 from __future__ import annotations
 
@@ -11,37 +23,45 @@ from .activity_api import ActivityApi
 from .identity_api import IdentityApi
 from .market_api import MarketApi
 from .payment_api import PaymentApi
-from .session import RetryPolicy, Transport
+from .session import ApiSession, RetryPolicy
+from .transport import Transport
 
 
 class YagnaClient:
     """Typed, blocking access to a yagna daemon (or the devnet); safe to share across threads.
 
-    ``stop_event`` interrupts retry back-off (set it when shutting down). Use as a context
-    manager or call :meth:`close`.
+    Use as a context manager or call :meth:`close`. See the module docstring for the options.
     """
 
-    def __init__(self, config: Config, *, stop_event: Optional[threading.Event] = None,
-                 retry: Optional[RetryPolicy] = None, pool_size: int = 16) -> None:
+    def __init__(self, config: Config, *, transport: Optional[Transport] = None,
+                 stop_event: Optional[threading.Event] = None,
+                 retry: Optional[RetryPolicy] = None, pool_size: int = 16,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
         self.config = config
-        self.transport = Transport(config, stop_event=stop_event, retry=retry,
-                                   pool_size=pool_size)
-        self.identity = IdentityApi(self.transport)
-        self.market = MarketApi(self.transport)
-        self.activity = ActivityApi(self.transport)
-        self.payment = PaymentApi(self.transport)
+        self.session = ApiSession(config, transport=transport, stop_event=stop_event,
+                                  retry=retry, pool_size=pool_size,
+                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
+        self.identity = IdentityApi(self.session)
+        self.market = MarketApi(self.session)
+        self.activity = ActivityApi(self.session)
+        self.payment = PaymentApi(self.session)
 
     def __repr__(self) -> str:
         return f"YagnaClient(api_url={self.config.api_url!r})"
 
     @property
+    def transport(self) -> Transport:
+        """The transport the client's requests go through."""
+        return self.session.transport
+
+    @property
     def request_count(self) -> int:
         """HTTP requests sent so far (for benchmarks and diagnostics)."""
-        return self.transport.request_count
+        return self.session.request_count
 
     def close(self) -> None:
         """Close every connection. Idempotent."""
-        self.transport.close()
+        self.session.close()
 
     def __enter__(self) -> YagnaClient:
         return self
