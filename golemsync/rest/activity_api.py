@@ -49,14 +49,16 @@ class ActivityApi:
         """Results of a batch so far (from index 0), waiting up to ``timeout`` s for its end.
 
         With ``command_index`` the wait is for that command; :class:`PollTimeout` (408) when it
-        did not finish in time. Without it a timeout just returns what is finished.
+        did not finish in time. Without it a timeout just returns what is finished. The reply
+        may be up to the client's ``max_exec_reply_bytes`` long (captured outputs).
         """
         params: dict[str, Any] = {"timeout": timeout}
         if command_index is not None:
             params["commandIndex"] = command_index
         url = f"{self._base}/activity/{_q(activity_id)}/exec/{_q(batch_id)}"
-        return ExeScriptCommandResult.parse_list(self._t.call("GET", url, params=params,
-                                                              poll=timeout))
+        reply = self._t.call("GET", url, params=params, poll=timeout,
+                             limit=self._t.max_exec_reply_bytes)
+        return ExeScriptCommandResult.parse_list(reply)
 
     def stream_exec_results(self, activity_id: str, batch_id: str, *,
                             read_timeout: float = 60.0) -> RuntimeEventStream:
@@ -67,7 +69,7 @@ class ActivityApi:
         url = f"{self._base}/activity/{_q(activity_id)}/exec/{_q(batch_id)}"
         response = self._t.open_stream(url, headers={"Accept": "text/event-stream"},
                                        read=read_timeout)
-        return RuntimeEventStream(response)
+        return RuntimeEventStream(response, line_limit=self._t.max_reply_bytes)
 
     def get_state(self, activity_id: str) -> ActivityState:
         return ActivityState.parse(
@@ -109,7 +111,7 @@ class RuntimeEventStream:
     bytes raises :class:`ProtocolError` (events are small; the stream is not for bulk data).
     """
 
-    def __init__(self, response: Response, *, line_limit: int = 1024 * 1024) -> None:
+    def __init__(self, response: Response, *, line_limit: int = 16 * 1024 * 1024) -> None:
         self._response = response
         self._line_limit = line_limit
         self._lock = threading.Lock()  # guards _closed

@@ -13,6 +13,13 @@ the stop event) are applied only where repeating is safe:
 * a connection that could not be made (the request never left): any call;
 * 503 and 429 (the server did not process the request; 429 honours ``Retry-After``): any call;
 * a read timeout, 502 and 504 (the request may have been processed): idempotent calls only.
+
+Every reply is read with a size limit, never into memory beyond it: ``max_reply_bytes``
+(:data:`MAX_REPLY`, 16 MiB) for JSON replies and ``max_exec_reply_bytes``
+(:data:`MAX_EXEC_REPLY`, 64 MiB) for ExeScript results, whose captured outputs can be large.
+A reply past its limit raises :class:`ProtocolError` naming the endpoint and the limit (and
+is not retried); the connection is dropped rather than drained. Error replies are read up to
+:data:`ERROR_BODY_LIMIT` for their message, the rest ignored.
 """
 
 from __future__ import annotations
@@ -53,8 +60,10 @@ logger = logging.getLogger(__name__)
 #: Extra seconds of HTTP read timeout over a long-poll's server-side ``timeout``.
 POLL_MARGIN = 5.0
 ABSENT: Any = object()  # "send no body" (distinct from a JSON null body)
-#: The size limit of a success reply's body.
+#: The default size limit of a JSON reply's body.
 MAX_REPLY = 16 * 1024 * 1024
+#: The default size limit of an ExeScript results reply (captured outputs can be big).
+MAX_EXEC_REPLY = 64 * 1024 * 1024
 #: How much of an error reply's body is read (for its message); the rest is dropped.
 ERROR_BODY_LIMIT = 64 * 1024
 
@@ -85,7 +94,9 @@ class ApiSession:
     def __init__(self, config: Config, *, transport: Optional[Transport] = None,
                  stop_event: Optional[threading.Event] = None,
                  retry: Optional[RetryPolicy] = None, pool_size: int = 16,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 max_reply_bytes: int = MAX_REPLY,
+                 max_exec_reply_bytes: int = MAX_EXEC_REPLY) -> None:
         self.config = config
         self.transport: Transport = (transport if transport is not None
                                      else RequestsTransport(pool_size=pool_size))
@@ -93,6 +104,8 @@ class ApiSession:
         self.retry = retry if retry is not None else RetryPolicy()
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.max_reply_bytes = max_reply_bytes
+        self.max_exec_reply_bytes = max_exec_reply_bytes
         self._headers = {"Authorization": f"Bearer {config.app_key}",
                          "Accept": "application/json"}
         self._lock = threading.Lock()  # guards request_count
@@ -105,25 +118,27 @@ class ApiSession:
     # -- calls --------------------------------------------------------------------------------
     def call(self, method: str, url: str, *, params: Optional[dict[str, Any]] = None,
              body: Any = ABSENT, headers: Optional[dict[str, str]] = None,
-             poll: Optional[float] = None, idempotent: Optional[bool] = None) -> Any:
+             poll: Optional[float] = None, idempotent: Optional[bool] = None,
+             limit: Optional[int] = None) -> Any:
         """Send one request (with retries where safe) and return the parsed JSON reply.
 
         ``poll`` is the server-side wait of a long-poll: the read timeout becomes
-        ``poll + POLL_MARGIN``. A 2xx reply with no body gives ``None``. Blocks for at most
-        the retry policy's deadline plus one read timeout.
+        ``poll + POLL_MARGIN``. A 2xx reply with no body gives ``None``; one larger than
+        ``limit`` bytes (default ``max_reply_bytes``) raises :class:`ProtocolError`. Blocks
+        for at most the retry policy's deadline plus one read timeout.
         """
         safe = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
         read = self.read_timeout if poll is None else poll + POLL_MARGIN
         request = self._request(method, url, params, body, headers, read, stream=False)
         attempt = self._retrying(safe)
-        return attempt(self._once, request)
+        return attempt(self._once, request, self.max_reply_bytes if limit is None else limit)
 
-    def _once(self, request: Request) -> Any:
+    def _once(self, request: Request, limit: int) -> Any:
         response = self._send(request)
         try:
             if response.status >= 400:
                 raise error_for(response, request.method, request.url)
-            content = response.read(MAX_REPLY, f"{request.method} {_path(request.url)}")
+            content = response.read(limit, f"{request.method} {_path(request.url)}")
         finally:
             response.close()
         return parse_body(content, request.method, request.url)

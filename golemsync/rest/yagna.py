@@ -10,6 +10,9 @@ The client is built from a :class:`~golemsync.config.Config` and keyword options
   ``stop_event`` interrupts its back-off (set it when shutting down).
 * ``connect_timeout`` / ``read_timeout``: seconds to connect and to wait for a reply
   (long-polls wait their own ``timeout`` plus a margin instead of ``read_timeout``).
+* ``max_reply_bytes`` (16 MiB) / ``max_exec_reply_bytes`` (64 MiB): size limits of a JSON
+  reply and of an ExeScript results reply; a larger reply raises
+  :class:`~golemsync.errors.ProtocolError` without being read into memory.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from .activity_api import ActivityApi
 from .identity_api import IdentityApi
 from .market_api import MarketApi
 from .payment_api import PaymentApi
-from .session import ApiSession, RetryPolicy
+from .session import MAX_EXEC_REPLY, MAX_REPLY, ApiSession, RetryPolicy
 from .transport import Transport
 
 
@@ -36,11 +39,15 @@ class YagnaClient:
     def __init__(self, config: Config, *, transport: Optional[Transport] = None,
                  stop_event: Optional[threading.Event] = None,
                  retry: Optional[RetryPolicy] = None, pool_size: int = 16,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
+                 max_reply_bytes: int = MAX_REPLY,
+                 max_exec_reply_bytes: int = MAX_EXEC_REPLY) -> None:
         self.config = config
         self.session = ApiSession(config, transport=transport, stop_event=stop_event,
                                   retry=retry, pool_size=pool_size,
-                                  connect_timeout=connect_timeout, read_timeout=read_timeout)
+                                  connect_timeout=connect_timeout, read_timeout=read_timeout,
+                                  max_reply_bytes=max_reply_bytes,
+                                  max_exec_reply_bytes=max_exec_reply_bytes)
         self.identity = IdentityApi(self.session)
         self.market = MarketApi(self.session)
         self.activity = ActivityApi(self.session)
