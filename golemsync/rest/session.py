@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
@@ -41,6 +42,7 @@ from ..errors import (
     ApiError,
     AuthenticationError,
     BadRequest,
+    ConfigurationError,
     Conflict,
     DaemonUnreachable,
     Forbidden,
@@ -87,8 +89,9 @@ class RetryPolicy:
 class ApiSession:
     """Blocking JSON-over-HTTP calls to the daemon, safe to use from many threads.
 
-    ``transport`` defaults to a :class:`RequestsTransport` with ``pool_size`` connections;
-    :meth:`close` closes whichever transport it uses.
+    ``transport`` defaults to a :class:`RequestsTransport` with ``pool_size`` connections
+    that ignores the environment's proxy settings; ``proxies`` (``{"http": url}``) gives that
+    default transport a proxy explicitly. :meth:`close` closes whichever transport it uses.
     """
 
     def __init__(self, config: Config, *, transport: Optional[Transport] = None,
@@ -96,10 +99,14 @@ class ApiSession:
                  retry: Optional[RetryPolicy] = None, pool_size: int = 16,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_reply_bytes: int = MAX_REPLY,
-                 max_exec_reply_bytes: int = MAX_EXEC_REPLY) -> None:
+                 max_exec_reply_bytes: int = MAX_EXEC_REPLY,
+                 proxies: Optional[Mapping[str, str]] = None) -> None:
+        if transport is not None and proxies is not None:
+            raise ConfigurationError("proxies= configures the default transport: give it to "
+                                     "the RequestsTransport passed as transport= instead")
         self.config = config
         self.transport: Transport = (transport if transport is not None
-                                     else RequestsTransport(pool_size=pool_size))
+                                     else RequestsTransport(pool_size=pool_size, proxies=proxies))
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.retry = retry if retry is not None else RetryPolicy()
         self.connect_timeout = connect_timeout

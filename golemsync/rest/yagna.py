@@ -6,6 +6,10 @@ The client is built from a :class:`~golemsync.config.Config` and keyword options
   by default a :class:`~golemsync.rest.transport.RequestsTransport` with ``pool_size``
   pooled connections. Tests pass a :class:`~golemsync.rest.mock.MockTransport`. The client
   closes the transport when it is closed, also one it was given.
+* ``proxies``: a ``requests``-style proxy mapping (``{"http": "http://proxy:3128"}``) for
+  the default transport. Without it no proxy is used: the default transport does not read
+  ``HTTP_PROXY``/``.netrc`` from the environment (``trust_env=False``), which spares a
+  lookup per request and keeps a local daemon's traffic local.
 * ``retry``: the :class:`~golemsync.rest.session.RetryPolicy` of transient failures;
   ``stop_event`` interrupts its back-off (set it when shutting down).
 * ``connect_timeout`` / ``read_timeout``: seconds to connect and to wait for a reply
@@ -18,6 +22,7 @@ The client is built from a :class:`~golemsync.config.Config` and keyword options
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Optional
 
@@ -41,13 +46,14 @@ class YagnaClient:
                  retry: Optional[RetryPolicy] = None, pool_size: int = 16,
                  connect_timeout: float = 5.0, read_timeout: float = 30.0,
                  max_reply_bytes: int = MAX_REPLY,
-                 max_exec_reply_bytes: int = MAX_EXEC_REPLY) -> None:
+                 max_exec_reply_bytes: int = MAX_EXEC_REPLY,
+                 proxies: Optional[Mapping[str, str]] = None) -> None:
         self.config = config
         self.session = ApiSession(config, transport=transport, stop_event=stop_event,
                                   retry=retry, pool_size=pool_size,
                                   connect_timeout=connect_timeout, read_timeout=read_timeout,
                                   max_reply_bytes=max_reply_bytes,
-                                  max_exec_reply_bytes=max_exec_reply_bytes)
+                                  max_exec_reply_bytes=max_exec_reply_bytes, proxies=proxies)
         self.identity = IdentityApi(self.session)
         self.market = MarketApi(self.session)
         self.activity = ActivityApi(self.session)
