@@ -74,7 +74,10 @@ class PaymentApi:
         self._t.call("DELETE", f"{self._base}/allocations/{_q(allocation_id)}")
 
     def demand_decorations(self, allocation_ids: Sequence[str]) -> MarketDecoration:
-        """Properties and constraints a demand paid from these allocations must carry."""
+        """Properties and constraints a demand paid from these allocations must carry.
+
+        The ids go as one ``allocationIds=a,b`` parameter with a literal comma (the daemon
+        refuses ``a%2Cb``)."""
         if not allocation_ids:
             raise GolemError("demand_decorations needs at least one allocation id")
         reply = self._t.call("GET", f"{self._base}/demandDecorations",

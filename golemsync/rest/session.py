@@ -238,13 +238,17 @@ def transient(exc: BaseException, safe: bool) -> bool:
 
 
 def with_query(url: str, params: Optional[dict[str, Any]]) -> str:
-    """``url`` with ``params`` as its query string (``None`` values are left out)."""
+    """``url`` with ``params`` as its query string (``None`` values are left out).
+
+    Commas stay literal: the daemon splits lists such as ``allocationIds=a,b`` itself and
+    answers 400 to the percent-encoded ``a%2Cb`` (yagna 0.17.6).
+    """
     if not params:
         return url
     pairs = [(key, _query_text(value)) for key, value in params.items() if value is not None]
     if not pairs:
         return url
-    return f"{url}{'&' if '?' in url else '?'}{urlencode(pairs)}"
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(pairs, safe=',')}"
 
 
 def _query_text(value: Any) -> str:

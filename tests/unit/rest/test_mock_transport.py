@@ -183,3 +183,11 @@ def test_the_image_registry_goes_through_the_seam() -> None:
     with pytest.raises(GolemError, match="image_url"):
         ImageRegistry("https://registry.test", transport=MockTransport(broken)).resolve(
             image_hash="ab" * 28)
+
+
+def test_demand_decorations_send_a_literal_comma_and_other_values_stay_encoded() -> None:
+    client, transport = client_with(lambda request: Response.from_json(
+        {"properties": [], "constraints": []}))
+    client.payment.demand_decorations(["a 1", "b&c", "d"])
+    assert transport.requests[0].url.endswith("/demandDecorations?allocationIds=a+1,b%26c,d")
+    assert transport.requests[0].query == {"allocationIds": "a 1,b&c,d"}
