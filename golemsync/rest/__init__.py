@@ -13,7 +13,7 @@ from .identity_api import IdentityApi
 from .market_api import MarketApi
 from .mock import MockTransport
 from .payment_api import PaymentApi
-from .session import ApiSession, RetryPolicy
+from .session import ApiSession, ClientOptions, RetryPolicy
 from .transport import Request, RequestsTransport, Response, Transport
 from .wire import (
     Account,
@@ -41,6 +41,7 @@ __all__ = [
     "Account",
     "ActivityApi",
     "ApiSession",
+    "ClientOptions",
     "ActivityState",
     "ActivityUsage",
     "Agreement",

@@ -85,34 +85,68 @@ class RetryPolicy:
     max_backoff: float = 3.0
     deadline: float = 20.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError(f"RetryPolicy.attempts must be at least 1, not "
+                                     f"{self.attempts} (1 means: never retry)")
+        if self.backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
+            raise ConfigurationError("RetryPolicy: backoff and max_backoff cannot be negative "
+                                     "and deadline must be positive")
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the client talks to the daemon, as one value (settings objects can hold one).
+
+    ``retry``: the retry policy; ``connect_timeout`` / ``read_timeout``: seconds to connect
+    and to wait for a reply (long-polls wait their own timeout plus :data:`POLL_MARGIN`);
+    ``pool_size``: pooled connections of the default transport; ``max_reply_bytes`` /
+    ``max_exec_reply_bytes``: the reply size limits; ``proxies``: a ``requests``-style proxy
+    mapping for the default transport (none by default, the environment is not consulted).
+    Invalid values raise :class:`ConfigurationError`.
+    """
+
+    retry: RetryPolicy = RetryPolicy()
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 16
+    max_reply_bytes: int = MAX_REPLY
+    max_exec_reply_bytes: int = MAX_EXEC_REPLY
+    proxies: Optional[Mapping[str, str]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "pool_size", "max_reply_bytes",
+                     "max_exec_reply_bytes"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"ClientOptions.{name} must be positive, not "
+                                         f"{getattr(self, name)!r}")
+
 
 class ApiSession:
     """Blocking JSON-over-HTTP calls to the daemon, safe to use from many threads.
 
-    ``transport`` defaults to a :class:`RequestsTransport` with ``pool_size`` connections
-    that ignores the environment's proxy settings; ``proxies`` (``{"http": url}``) gives that
-    default transport a proxy explicitly. :meth:`close` closes whichever transport it uses.
+    ``transport`` defaults to a :class:`RequestsTransport` built from ``options`` (its pool
+    size and proxies). :meth:`close` closes whichever transport it uses.
     """
 
-    def __init__(self, config: Config, *, transport: Optional[Transport] = None,
-                 stop_event: Optional[threading.Event] = None,
-                 retry: Optional[RetryPolicy] = None, pool_size: int = 16,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0,
-                 max_reply_bytes: int = MAX_REPLY,
-                 max_exec_reply_bytes: int = MAX_EXEC_REPLY,
-                 proxies: Optional[Mapping[str, str]] = None) -> None:
-        if transport is not None and proxies is not None:
-            raise ConfigurationError("proxies= configures the default transport: give it to "
+    def __init__(self, config: Config, options: Optional[ClientOptions] = None, *,
+                 transport: Optional[Transport] = None,
+                 stop_event: Optional[threading.Event] = None) -> None:
+        options = options if options is not None else ClientOptions()
+        if transport is not None and options.proxies is not None:
+            raise ConfigurationError("proxies configure the default transport: give them to "
                                      "the RequestsTransport passed as transport= instead")
         self.config = config
-        self.transport: Transport = (transport if transport is not None
-                                     else RequestsTransport(pool_size=pool_size, proxies=proxies))
+        self.options = options
+        self.transport: Transport = (
+            transport if transport is not None
+            else RequestsTransport(pool_size=options.pool_size, proxies=options.proxies))
         self.stop_event = stop_event if stop_event is not None else threading.Event()
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.max_reply_bytes = max_reply_bytes
-        self.max_exec_reply_bytes = max_exec_reply_bytes
+        self.retry = options.retry
+        self.connect_timeout = options.connect_timeout
+        self.read_timeout = options.read_timeout
+        self.max_reply_bytes = options.max_reply_bytes
+        self.max_exec_reply_bytes = options.max_exec_reply_bytes
         self._headers = {"Authorization": f"Bearer {config.app_key}",
                          "Accept": "application/json"}
         self._lock = threading.Lock()  # guards request_count

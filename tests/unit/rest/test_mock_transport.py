@@ -13,6 +13,7 @@ from helpers import APP_KEY, BASE, FAST, TS
 from golemsync.config import Config
 from golemsync.errors import (
     ApiError,
+    ConfigurationError,
     DaemonUnreachable,
     GolemError,
     NotFound,
@@ -20,7 +21,7 @@ from golemsync.errors import (
     RequestTimeout,
     TransportError,
 )
-from golemsync.rest import MockTransport, Request, Response, RetryPolicy, YagnaClient
+from golemsync.rest import ClientOptions, MockTransport, Request, Response, RetryPolicy, YagnaClient
 from golemsync.rest.images import ImageRegistry
 
 Handler = Callable[[Request], Response]
@@ -191,3 +192,31 @@ def test_demand_decorations_send_a_literal_comma_and_other_values_stay_encoded()
     client.payment.demand_decorations(["a 1", "b&c", "d"])
     assert transport.requests[0].url.endswith("/demandDecorations?allocationIds=a+1,b%26c,d")
     assert transport.requests[0].query == {"allocationIds": "a 1,b&c,d"}
+
+
+def test_client_options_pass_through_and_keywords_win() -> None:
+    options = ClientOptions(retry=RetryPolicy(attempts=2, backoff=0.001, max_backoff=0.001),
+                            connect_timeout=1.5, read_timeout=9.0, max_reply_bytes=4096)
+    transport = MockTransport(lambda request: Response.from_json({"message": "x"}, status=503))
+    config = Config.load(app_key=APP_KEY, api_url=BASE, environ={})
+    client = YagnaClient(config, options=options, transport=transport, read_timeout=11.0)
+    assert client.options == ClientOptions(retry=options.retry, connect_timeout=1.5,
+                                           read_timeout=11.0, max_reply_bytes=4096)
+    with pytest.raises(ApiError, match="503"):
+        client.identity.me()
+    assert len(transport.requests) == 2  # the options' retry policy
+    assert {(r.connect_timeout, r.read_timeout) for r in transport.requests} == {(1.5, 11.0)}
+    assert client.session.max_reply_bytes == 4096
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: RetryPolicy(attempts=0), "attempts"),
+    (lambda: RetryPolicy(deadline=0), "deadline"),
+    (lambda: ClientOptions(read_timeout=0), "read_timeout"),
+    (lambda: YagnaClient(Config.load(app_key="k", environ={}), max_reply_bytes=-1),
+     "max_reply_bytes"),
+])
+def test_invalid_client_options_are_configuration_errors(make: Callable[[], object],
+                                                         message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        make()
