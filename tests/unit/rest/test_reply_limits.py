@@ -163,3 +163,18 @@ def test_a_100_mib_reply_from_a_real_server_is_cut_off_early() -> None:
     assert peak < 16 * MIB  # the client held about the limit, not the 100 MiB
     # what the server got out is the limit plus what the socket buffers took, far from all
     assert Flood.sent < 50 * MIB
+
+
+def test_an_announced_length_past_the_limit_is_refused_unread() -> None:
+    pulled: list[bytes] = []
+
+    def body() -> Iterator[bytes]:
+        pulled.append(b"x")
+        yield b"x"
+
+    reply = Response(200, {"content-length": str(100 * MIB)}, body())
+    client = YagnaClient(Config.load(app_key=APP_KEY, api_url=BASE, environ={}),
+                         transport=MockTransport(lambda r: reply))
+    with pytest.raises(ProtocolError, match=f"announces {100 * MIB} bytes"):
+        client.identity.me()
+    assert pulled == []

@@ -126,3 +126,50 @@ def test_malformed_exec_results_are_protocol_errors(bad: Any, message: str) -> N
 def test_a_results_reply_that_is_not_a_list_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="expected a list"):
         results_client({"index": 0}).activity.get_exec_results("a", "b")
+
+
+RUNTIME = ('event: runtime\ndata: {{"batch_id":"b","index":{0},"kind":{{"finished":'
+           '{{"return_code":0}}}}}}\n\n')
+
+
+class Trickle(http.server.BaseHTTPRequestHandler):
+    """An event stream without length or chunking (ended by closing): one event, then a
+    wait for the test's word, then a second event. A client waiting for a block to fill
+    would hang on the first event until its read timeout."""
+
+    release = threading.Event()
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(RUNTIME.format(0).encode())
+        self.wfile.flush()
+        if type(self).release.wait(20):
+            self.wfile.write(RUNTIME.format(1).encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_stream_hands_each_event_over_as_soon_as_it_arrives() -> None:
+    Trickle.release = threading.Event()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="trickle-server")
+    thread.start()
+    client = client_for(f"http://127.0.0.1:{httpd.server_address[1]}")
+    try:
+        indexes = []
+        with client.activity.stream_exec_results("a", "b", read_timeout=10) as stream:
+            for event in stream:  # a hang here ends in a read timeout, failing the test
+                indexes.append(event.index)
+                Trickle.release.set()
+        assert indexes == [0, 1]
+    finally:
+        Trickle.release.set()
+        client.close()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
