@@ -1,12 +1,20 @@
-"""The yagna REST layer: the only package of golemsync that speaks HTTP."""
+"""The yagna REST layer: the only package of golemsync that speaks HTTP.
+
+Layers, bottom up: :mod:`~golemsync.rest.transport` (the seam: ``Transport.send(Request) ->
+Response``, with :class:`RequestsTransport` as default and :class:`MockTransport` for tests),
+:mod:`~golemsync.rest.session` (:class:`ApiSession`: auth, retries, error mapping), the API
+areas (``*_api``) and :class:`YagnaClient`, which puts them together.
+"""
 
 from __future__ import annotations
 
 from .activity_api import ActivityApi, RuntimeEventStream
 from .identity_api import IdentityApi
 from .market_api import MarketApi
+from .mock import MockTransport
 from .payment_api import PaymentApi
-from .session import RetryPolicy, Transport
+from .session import ApiSession, ClientOptions, RetryPolicy
+from .transport import Request, RequestsTransport, Response, Transport
 from .wire import (
     Account,
     ActivityState,
@@ -32,6 +40,8 @@ from .yagna import YagnaClient
 __all__ = [
     "Account",
     "ActivityApi",
+    "ApiSession",
+    "ClientOptions",
     "ActivityState",
     "ActivityUsage",
     "Agreement",
@@ -46,10 +56,14 @@ __all__ = [
     "InvoiceEvent",
     "MarketApi",
     "MarketDecoration",
+    "MockTransport",
     "PaymentApi",
     "Proposal",
     "ProposalEvent",
     "ProposalRejectedEvent",
+    "Request",
+    "RequestsTransport",
+    "Response",
     "RetryPolicy",
     "RuntimeEvent",
     "RuntimeEventStream",

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Optional
 
-import requests
-
 from ..errors import ProtocolError, TransportError
-from .session import Transport
+from .session import ApiSession
 from .session import segment as _q
+from .transport import Response
 from .wire import ActivityState, ActivityUsage, ExeScriptCommandResult, RuntimeEvent, parse_id
 
 
 class ActivityApi:
     """Blocking calls of the activity API."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-        self._base = transport.config.activity_url
+    def __init__(self, session: ApiSession) -> None:
+        self._t = session
+        self._base = session.config.activity_url
 
     def create_activity(self, agreement_id: str, *, timeout: float = 30.0,
                         legacy_body: bool = False) -> str:
@@ -50,14 +49,16 @@ class ActivityApi:
         """Results of a batch so far (from index 0), waiting up to ``timeout`` s for its end.
 
         With ``command_index`` the wait is for that command; :class:`PollTimeout` (408) when it
-        did not finish in time. Without it a timeout just returns what is finished.
+        did not finish in time. Without it a timeout just returns what is finished. The reply
+        may be up to the client's ``max_exec_reply_bytes`` long (captured outputs).
         """
         params: dict[str, Any] = {"timeout": timeout}
         if command_index is not None:
             params["commandIndex"] = command_index
         url = f"{self._base}/activity/{_q(activity_id)}/exec/{_q(batch_id)}"
-        return ExeScriptCommandResult.parse_list(self._t.call("GET", url, params=params,
-                                                              poll=timeout))
+        reply = self._t.call("GET", url, params=params, poll=timeout,
+                             limit=self._t.max_exec_reply_bytes)
+        return ExeScriptCommandResult.parse_list(reply)
 
     def stream_exec_results(self, activity_id: str, batch_id: str, *,
                             read_timeout: float = 60.0) -> RuntimeEventStream:
@@ -68,7 +69,7 @@ class ActivityApi:
         url = f"{self._base}/activity/{_q(activity_id)}/exec/{_q(batch_id)}"
         response = self._t.open_stream(url, headers={"Accept": "text/event-stream"},
                                        read=read_timeout)
-        return RuntimeEventStream(response)
+        return RuntimeEventStream(response, line_limit=self._t.max_reply_bytes)
 
     def get_state(self, activity_id: str) -> ActivityState:
         return ActivityState.parse(
@@ -106,24 +107,21 @@ class RuntimeEventStream:
     """Iterator over a batch's ``runtime`` events; :meth:`close` works from any thread.
 
     The daemon keeps the stream open after the batch ends: stop after the last command's
-    ``finished`` event (or a failed one) and close it.
+    ``finished`` event (or a failed one) and close it. A line longer than ``line_limit``
+    bytes raises :class:`ProtocolError` (events are small; the stream is not for bulk data).
     """
 
-    def __init__(self, response: requests.Response) -> None:
+    def __init__(self, response: Response, *, line_limit: int = 16 * 1024 * 1024) -> None:
         self._response = response
+        self._line_limit = line_limit
         self._lock = threading.Lock()  # guards _closed
         self._closed = False
-        # Byte-wise: an event must come out as soon as its blank line arrives, not when a
-        # larger buffer fills (events are small; the stream is not for bulk data).
-        self._lines = response.iter_lines(chunk_size=1, decode_unicode=True)
 
     def __iter__(self) -> Iterator[RuntimeEvent]:
         event = "message"
         data: list[str] = []
         try:
-            for line in self._lines:
-                if line is None:
-                    continue
+            for line in _lines(self._response.chunks, self._line_limit):
                 if line == "":
                     if data and event == "runtime":
                         yield self._parse("\n".join(data))
@@ -137,9 +135,10 @@ class RuntimeEventStream:
                         event = value
                     elif name == "data":
                         data.append(value)
-        except (requests.exceptions.RequestException, AttributeError, ValueError) as exc:
+        except TransportError as exc:
             if not self._closed:
-                raise TransportError(f"event stream broke: {exc}") from exc
+                raise TransportError(f"event stream broke: {exc}", method=exc.method,
+                                     url=exc.url) from exc
 
     @staticmethod
     def _parse(text: str) -> RuntimeEvent:
@@ -164,3 +163,20 @@ class RuntimeEventStream:
                  tb: Optional[TracebackType]) -> None:
         self.close()
 
+
+def _lines(chunks: Iterable[bytes], limit: int) -> Iterator[str]:
+    """The lines of an event stream as they arrive (ends: CRLF, LF or CR), decoded as UTF-8."""
+    pending = b""
+    cr_last = False  # the previous chunk ended in CR: a LF opening this one is its pair
+    for chunk in chunks:
+        if cr_last and chunk.startswith(b"\n"):
+            chunk = chunk[1:]
+        cr_last = chunk.endswith(b"\r")
+        pending += chunk
+        if b"\r" in pending:
+            pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace")
+        if len(pending) > limit:
+            raise ProtocolError(f"an event stream line is longer than {limit} bytes")

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from .session import Transport
+from .session import ApiSession
 from .wire import Identity, VersionInfo
 
 
 class IdentityApi:
     """Who this app key acts as, and which daemon answers."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-        self._base = transport.config.identity_url
-        self._root = transport.config.api_url
+    def __init__(self, session: ApiSession) -> None:
+        self._t = session
+        self._base = session.config.identity_url
+        self._root = session.config.api_url
 
     def me(self) -> Identity:
         """The node id (payment address) and app-key name. One short request."""

@@ -1,15 +1,25 @@
-"""The Golem image registry: from an image hash or tag to its download URL."""
+"""The Golem image registry: from an image hash or tag to its download URL.
+
+The lookup goes through the same :mod:`transport seam <golemsync.rest.transport>` as the
+daemon's API: by default a :class:`~golemsync.rest.transport.RequestsTransport` that, unlike
+the daemon's, honours the environment's proxy settings (the registry is on the internet);
+pass ``transport=`` to use another one (a :class:`~golemsync.rest.mock.MockTransport` in
+tests). The reply is read with a size limit (``max_reply_bytes``, 1 MiB by default).
+"""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Optional
+from urllib.parse import urlencode
 
-import requests
-
-from ..errors import ConfigurationError, GolemError, ProtocolError
+from ..errors import ConfigurationError, GolemError, ProtocolError, TransportError
+from .transport import Request, RequestsTransport, Transport
 
 DEFAULT_REGISTRY = "https://registry.golem.network"
+#: The size limit of a registry reply (a small JSON object).
+MAX_REGISTRY_REPLY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -21,11 +31,18 @@ class ResolvedImage:
 
 
 class ImageRegistry:
-    """Looks images up with ``GET {base}/v1/image/info?hash=...`` (or ``?tag=...``)."""
+    """Looks images up with ``GET {base}/v1/image/info?hash=...`` (or ``?tag=...``).
 
-    def __init__(self, base_url: str = DEFAULT_REGISTRY, *, timeout: float = 15.0) -> None:
+    A registry built without ``transport`` owns its own and closes it after each lookup.
+    """
+
+    def __init__(self, base_url: str = DEFAULT_REGISTRY, *, timeout: float = 15.0,
+                 transport: Optional[Transport] = None,
+                 max_reply_bytes: int = MAX_REGISTRY_REPLY) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.transport = transport
+        self.max_reply_bytes = max_reply_bytes
 
     def resolve(self, *, image_hash: Optional[str] = None,
                 image_tag: Optional[str] = None) -> ResolvedImage:
@@ -34,25 +51,41 @@ class ImageRegistry:
             raise ConfigurationError("give the registry exactly one of image_hash or image_tag")
         params = {"hash": image_hash} if image_hash is not None else {"tag": image_tag}
         what = f"image {image_hash or image_tag}"
+        request = Request("GET", f"{self.base_url}/v1/image/info?{urlencode(params)}",
+                          {"Accept": "application/json"}, None, self.timeout, self.timeout)
+        transport = self.transport if self.transport is not None else \
+            RequestsTransport(pool_size=1, trust_env=True)
         try:
-            response = requests.get(f"{self.base_url}/v1/image/info", params=params,
-                                    timeout=self.timeout)
-        except requests.exceptions.RequestException as exc:
+            return self._lookup(transport, request, what)
+        finally:
+            if self.transport is None:
+                transport.close()
+
+    def _lookup(self, transport: Transport, request: Request, what: str) -> ResolvedImage:
+        try:
+            response = transport.send(request)
+            try:
+                if response.status == 404:
+                    raise GolemError(f"the registry at {self.base_url} does not know {what}: "
+                                     "check the hash or tag (tags look like "
+                                     "'golem/examples-blender:latest')")
+                if response.status >= 400:
+                    text = response.read_prefix(200).decode("utf-8", "replace")
+                    raise GolemError(f"the image registry answered HTTP {response.status} for "
+                                     f"{what}: {text}")
+                content = response.read(self.max_reply_bytes, f"the registry's reply for {what}")
+            finally:
+                response.close()
+        except TransportError as exc:
             raise GolemError(f"cannot reach the image registry at {self.base_url} to resolve "
                              f"{what}: {exc}; pass image_url= to skip the lookup") from exc
-        if response.status_code == 404:
-            raise GolemError(f"the registry at {self.base_url} does not know {what}: check the "
-                             "hash or tag (tags look like 'golem/examples-blender:latest')")
-        if response.status_code >= 400:
-            raise GolemError(f"the image registry answered HTTP {response.status_code} for "
-                             f"{what}: {response.text[:200]}")
-        return self._parse(response, what)
+        return self._parse(content, what)
 
     @staticmethod
-    def _parse(response: requests.Response, what: str) -> ResolvedImage:
+    def _parse(content: bytes, what: str) -> ResolvedImage:
         try:
-            data: Any = response.json()
+            data: Any = json.loads(content)
             return ResolvedImage(str(data["sha3"]), str(data["http"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise ProtocolError(f"unexpected registry reply for {what}: "
-                                f"{response.text[:200]!r}") from exc
+                                f"{content[:200]!r}") from exc

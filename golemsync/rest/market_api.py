@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from .. import timestamps
 from ..errors import PollTimeout
-from .session import Transport, event_query
+from .session import ApiSession, event_query
 from .session import segment as _q
 from .wire import (
     Agreement,
@@ -24,9 +24,9 @@ from .wire import (
 class MarketApi:
     """Blocking calls of the market API. Long-polls take ``timeout`` in seconds."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-        self._base = transport.config.market_url
+    def __init__(self, session: ApiSession) -> None:
+        self._t = session
+        self._base = session.config.market_url
 
     # -- demands -------------------------------------------------------------------------------
     def subscribe_demand(self, properties: Mapping[str, Any], constraints: str) -> str:

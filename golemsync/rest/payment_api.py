@@ -9,7 +9,7 @@ from typing import Any, Optional, TypeVar
 
 from .. import money, timestamps
 from ..errors import GolemError
-from .session import Transport, event_query
+from .session import ApiSession, event_query
 from .session import segment as _q
 from .wire import (
     Account,
@@ -28,9 +28,9 @@ E = TypeVar("E", bound=Wire)
 class PaymentApi:
     """Blocking calls of the payment API (requestor side)."""
 
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-        self._base = transport.config.payment_url
+    def __init__(self, session: ApiSession) -> None:
+        self._t = session
+        self._base = session.config.payment_url
 
     def requestor_accounts(self) -> list[Account]:
         return Account.parse_list(self._t.call("GET", f"{self._base}/requestorAccounts"))
@@ -74,7 +74,10 @@ class PaymentApi:
         self._t.call("DELETE", f"{self._base}/allocations/{_q(allocation_id)}")
 
     def demand_decorations(self, allocation_ids: Sequence[str]) -> MarketDecoration:
-        """Properties and constraints a demand paid from these allocations must carry."""
+        """Properties and constraints a demand paid from these allocations must carry.
+
+        The ids go as one ``allocationIds=a,b`` parameter with a literal comma (the daemon
+        refuses ``a%2Cb``)."""
         if not allocation_ids:
             raise GolemError("demand_decorations needs at least one allocation id")
         reply = self._t.call("GET", f"{self._base}/demandDecorations",

@@ -1,8 +1,11 @@
-"""The transport seam: every HTTP exchange of golemsync goes through :class:`Transport`.
+"""The layer above the transport seam: what every call to the daemon has in common.
 
-It owns the ``requests`` sessions (one per thread: ``requests.Session`` is not promised to be
-thread-safe), the auth header, timeouts, the retry policy and the translation of every
-``requests`` failure and error status into golemsync's exception tree — in this one place.
+:class:`ApiSession` turns a call (method, URL, query parameters, JSON body) into a
+:class:`~golemsync.rest.transport.Request`, sends it through a
+:class:`~golemsync.rest.transport.Transport` and turns the reply back into parsed JSON. It
+owns, in this one place and for every transport alike: the auth header, timeouts, request
+counting, the retry policy and the translation of failures and error statuses into
+golemsync's exception tree.
 
 Retries (tenacity, exponential backoff with jitter, a total deadline, sleeps interruptible by
 the stop event) are applied only where repeating is safe:
@@ -10,6 +13,13 @@ the stop event) are applied only where repeating is safe:
 * a connection that could not be made (the request never left): any call;
 * 503 and 429 (the server did not process the request; 429 honours ``Retry-After``): any call;
 * a read timeout, 502 and 504 (the request may have been processed): idempotent calls only.
+
+Every reply is read with a size limit, never into memory beyond it: ``max_reply_bytes``
+(:data:`MAX_REPLY`, 16 MiB) for JSON replies and ``max_exec_reply_bytes``
+(:data:`MAX_EXEC_REPLY`, 64 MiB) for ExeScript results, whose captured outputs can be large.
+A reply past its limit raises :class:`ProtocolError` naming the endpoint and the limit (and
+is not retried); the connection is dropped rather than drained. Error replies are read up to
+:data:`ERROR_BODY_LIMIT` for their message, the rest ignored.
 """
 
 from __future__ import annotations
@@ -18,14 +28,13 @@ import json
 import logging
 import random
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
-import requests
 import tenacity
-from requests.adapters import HTTPAdapter
 
 from .. import timestamps
 from ..config import Config
@@ -33,6 +42,7 @@ from ..errors import (
     ApiError,
     AuthenticationError,
     BadRequest,
+    ConfigurationError,
     Conflict,
     DaemonUnreachable,
     Forbidden,
@@ -45,12 +55,19 @@ from ..errors import (
     ServerError,
     TransportError,
 )
+from .transport import Request, RequestsTransport, Response, Transport
 
 logger = logging.getLogger(__name__)
 
 #: Extra seconds of HTTP read timeout over a long-poll's server-side ``timeout``.
 POLL_MARGIN = 5.0
 ABSENT: Any = object()  # "send no body" (distinct from a JSON null body)
+#: The default size limit of a JSON reply's body.
+MAX_REPLY = 16 * 1024 * 1024
+#: The default size limit of an ExeScript results reply (captured outputs can be big).
+MAX_EXEC_REPLY = 64 * 1024 * 1024
+#: How much of an error reply's body is read (for its message); the rest is dropped.
+ERROR_BODY_LIMIT = 64 * 1024
 
 _STATUS_ERRORS: dict[int, type[ApiError]] = {
     400: BadRequest, 401: AuthenticationError, 403: Forbidden, 404: NotFound,
@@ -68,108 +85,135 @@ class RetryPolicy:
     max_backoff: float = 3.0
     deadline: float = 20.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ConfigurationError(f"RetryPolicy.attempts must be at least 1, not "
+                                     f"{self.attempts} (1 means: never retry)")
+        if self.backoff < 0 or self.max_backoff < 0 or self.deadline <= 0:
+            raise ConfigurationError("RetryPolicy: backoff and max_backoff cannot be negative "
+                                     "and deadline must be positive")
 
-class Transport:
-    """Blocking JSON-over-HTTP calls to the daemon, safe to use from many threads."""
 
-    def __init__(self, config: Config, *, stop_event: Optional[threading.Event] = None,
-                 retry: Optional[RetryPolicy] = None, pool_size: int = 16,
-                 connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+@dataclass(frozen=True)
+class ClientOptions:
+    """How the client talks to the daemon, as one value (settings objects can hold one).
+
+    ``retry``: the retry policy; ``connect_timeout`` / ``read_timeout``: seconds to connect
+    and to wait for a reply (long-polls wait their own timeout plus :data:`POLL_MARGIN`);
+    ``pool_size``: pooled connections of the default transport; ``max_reply_bytes`` /
+    ``max_exec_reply_bytes``: the reply size limits; ``proxies``: a ``requests``-style proxy
+    mapping for the default transport (none by default, the environment is not consulted).
+    Invalid values raise :class:`ConfigurationError`.
+    """
+
+    retry: RetryPolicy = RetryPolicy()
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    pool_size: int = 16
+    max_reply_bytes: int = MAX_REPLY
+    max_exec_reply_bytes: int = MAX_EXEC_REPLY
+    proxies: Optional[Mapping[str, str]] = None
+
+    def __post_init__(self) -> None:
+        for name in ("connect_timeout", "read_timeout", "pool_size", "max_reply_bytes",
+                     "max_exec_reply_bytes"):
+            if not getattr(self, name) > 0:
+                raise ConfigurationError(f"ClientOptions.{name} must be positive, not "
+                                         f"{getattr(self, name)!r}")
+
+
+class ApiSession:
+    """Blocking JSON-over-HTTP calls to the daemon, safe to use from many threads.
+
+    ``transport`` defaults to a :class:`RequestsTransport` built from ``options`` (its pool
+    size and proxies). :meth:`close` closes whichever transport it uses.
+    """
+
+    def __init__(self, config: Config, options: Optional[ClientOptions] = None, *,
+                 transport: Optional[Transport] = None,
+                 stop_event: Optional[threading.Event] = None) -> None:
+        options = options if options is not None else ClientOptions()
+        if transport is not None and options.proxies is not None:
+            raise ConfigurationError("proxies configure the default transport: give them to "
+                                     "the RequestsTransport passed as transport= instead")
         self.config = config
+        self.options = options
+        self.transport: Transport = (
+            transport if transport is not None
+            else RequestsTransport(pool_size=options.pool_size, proxies=options.proxies))
         self.stop_event = stop_event if stop_event is not None else threading.Event()
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.pool_size = pool_size
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self._local = threading.local()
-        self._lock = threading.Lock()  # guards _sessions, _closed, request_count
-        self._sessions: list[requests.Session] = []
-        self._closed = False
+        self.retry = options.retry
+        self.connect_timeout = options.connect_timeout
+        self.read_timeout = options.read_timeout
+        self.max_reply_bytes = options.max_reply_bytes
+        self.max_exec_reply_bytes = options.max_exec_reply_bytes
+        self._headers = {"Authorization": f"Bearer {config.app_key}",
+                         "Accept": "application/json"}
+        self._lock = threading.Lock()  # guards request_count
         self.request_count = 0
 
-    # -- sessions -----------------------------------------------------------------------------
-    def _session(self) -> requests.Session:
-        session: Optional[requests.Session] = getattr(self._local, "session", None)
-        if session is not None:
-            return session
-        session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers["Authorization"] = f"Bearer {self.config.app_key}"
-        session.headers["Accept"] = "application/json"
-        with self._lock:
-            if self._closed:
-                session.close()
-                raise TransportError("this client is closed")
-            self._sessions.append(session)
-        self._local.session = session
-        return session
-
     def close(self) -> None:
-        """Close every thread's session. Idempotent; later calls raise TransportError."""
-        with self._lock:
-            self._closed = True
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
+        """Close the transport. Idempotent; later calls raise TransportError."""
+        self.transport.close()
 
     # -- calls --------------------------------------------------------------------------------
     def call(self, method: str, url: str, *, params: Optional[dict[str, Any]] = None,
              body: Any = ABSENT, headers: Optional[dict[str, str]] = None,
-             poll: Optional[float] = None, idempotent: Optional[bool] = None) -> Any:
+             poll: Optional[float] = None, idempotent: Optional[bool] = None,
+             limit: Optional[int] = None) -> Any:
         """Send one request (with retries where safe) and return the parsed JSON reply.
 
         ``poll`` is the server-side wait of a long-poll: the read timeout becomes
-        ``poll + POLL_MARGIN``. A 2xx reply with no body gives ``None``. Blocks for at most
-        the retry policy's deadline plus one read timeout.
+        ``poll + POLL_MARGIN``. A 2xx reply with no body gives ``None``; one larger than
+        ``limit`` bytes (default ``max_reply_bytes``) raises :class:`ProtocolError`. Blocks
+        for at most the retry policy's deadline plus one read timeout.
         """
         safe = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
         read = self.read_timeout if poll is None else poll + POLL_MARGIN
+        request = self._request(method, url, params, body, headers, read, stream=False)
         attempt = self._retrying(safe)
-        return attempt(self._once, method, url, params, body, headers, read)
+        return attempt(self._once, request, self.max_reply_bytes if limit is None else limit)
 
-    def _once(self, method: str, url: str, params: Optional[dict[str, Any]], body: Any,
-              headers: Optional[dict[str, str]], read: float) -> Any:
-        response = self._send(method, url, params=params, body=body, headers=headers,
-                              read=read, stream=False)
-        with response:
-            if response.status_code >= 400:
-                raise error_for(response, method, url)
-            return parse_body(response, method, url)
+    def _once(self, request: Request, limit: int) -> Any:
+        response = self._send(request)
+        try:
+            if response.status >= 400:
+                raise error_for(response, request.method, request.url)
+            content = response.read(limit, f"{request.method} {_path(request.url)}")
+        finally:
+            response.close()
+        return parse_body(content, request.method, request.url)
 
-    def open_stream(self, url: str, *, headers: dict[str, str],
-                    read: float) -> requests.Response:
+    def open_stream(self, url: str, *, headers: dict[str, str], read: float) -> Response:
         """GET ``url`` as a stream (for server-sent events); the caller closes the response."""
-        response = self._send("GET", url, params=None, body=ABSENT, headers=headers, read=read,
-                              stream=True)
-        if response.status_code >= 400:
-            with response:
+        request = self._request("GET", url, None, ABSENT, headers, read, stream=True)
+        response = self._send(request)
+        if response.status >= 400:
+            try:
                 raise error_for(response, "GET", url)
+            finally:
+                response.close()
         return response
 
-    def _send(self, method: str, url: str, *, params: Optional[dict[str, Any]], body: Any,
-              headers: Optional[dict[str, str]], read: float, stream: bool) -> requests.Response:
-        kwargs: dict[str, Any] = {"params": params, "headers": headers, "stream": stream,
-                                  "timeout": (self.connect_timeout, read)}
+    def _request(self, method: str, url: str, params: Optional[dict[str, Any]], body: Any,
+                 headers: Optional[dict[str, str]], read: float, stream: bool) -> Request:
+        all_headers = dict(self._headers)
+        if headers:
+            all_headers.update(headers)
+        data: Optional[bytes] = None
         if body is not ABSENT:
-            kwargs["data"] = json.dumps(body).encode("utf-8")
-            kwargs["headers"] = {**(headers or {}), "Content-Type": "application/json"}
+            data = json.dumps(body).encode("utf-8")
+            all_headers["Content-Type"] = "application/json"
+        return Request(method, with_query(url, params), all_headers, data,
+                       self.connect_timeout, read, stream)
+
+    def _send(self, request: Request) -> Response:
         with self._lock:
             self.request_count += 1
         try:
-            return self._session().request(method, url, **kwargs)
-        except requests.exceptions.ConnectionError as exc:
-            if isinstance(exc, requests.exceptions.ConnectTimeout) or _refused(exc):
-                raise _unreachable(self.config.api_url, method, url) from exc
-            raise TransportError(f"{method} {_path(url)}: connection failed ({_reason(exc)})",
-                                 method=method, url=url) from exc
-        except requests.exceptions.Timeout as exc:
-            raise RequestTimeout(f"{method} {_path(url)}: no answer within {read:.0f} s",
-                                 method=method, url=url) from exc
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"{method} {_path(url)}: {_reason(exc)}", method=method,
-                                 url=url) from exc
+            return self.transport.send(request)
+        except DaemonUnreachable as exc:
+            raise _unreachable(request.method, request.url) from exc
 
     # -- retry policy ------------------------------------------------------------------------------
     def _retrying(self, safe: bool) -> tenacity.Retrying:
@@ -227,10 +271,31 @@ def transient(exc: BaseException, safe: bool) -> bool:
     return safe and isinstance(exc, (RequestTimeout, TransportError))
 
 
-def error_for(response: requests.Response, method: str, url: str) -> ApiError:
-    """The golemsync exception for an error reply (JSON ``message``, problem ``detail`` or text)."""
-    status = response.status_code
-    body, text = _error_body(response)
+def with_query(url: str, params: Optional[dict[str, Any]]) -> str:
+    """``url`` with ``params`` as its query string (``None`` values are left out).
+
+    Commas stay literal: the daemon splits lists such as ``allocationIds=a,b`` itself and
+    answers 400 to the percent-encoded ``a%2Cb`` (yagna 0.17.6).
+    """
+    if not params:
+        return url
+    pairs = [(key, _query_text(value)) for key, value in params.items() if value is not None]
+    if not pairs:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(pairs, safe=',')}"
+
+
+def _query_text(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def error_for(response: Response, method: str, url: str) -> ApiError:
+    """The golemsync exception for an error reply (JSON ``message``, problem ``detail`` or text).
+
+    Only the first :data:`ERROR_BODY_LIMIT` bytes of an error body are read.
+    """
+    status = response.status
+    body, text = _error_body(response.read_prefix(ERROR_BODY_LIMIT))
     server = _server_message(body, text)
     path = _path(url)
     cls = _STATUS_ERRORS.get(status) or (ServerError if status >= 500 else ApiError)
@@ -245,9 +310,8 @@ def error_for(response: requests.Response, method: str, url: str) -> ApiError:
     return error
 
 
-def parse_body(response: requests.Response, method: str, url: str) -> Any:
+def parse_body(content: bytes, method: str, url: str) -> Any:
     """Parse a success reply: JSON, or ``None`` for an empty body."""
-    content = response.content
     if not content.strip():
         return None
     try:
@@ -258,8 +322,8 @@ def parse_body(response: requests.Response, method: str, url: str) -> Any:
                             f"{snippet!r}") from exc
 
 
-def _error_body(response: requests.Response) -> tuple[Any, str]:
-    text = response.content.decode("utf-8", "replace").strip()
+def _error_body(content: bytes) -> tuple[Any, str]:
+    text = content.decode("utf-8", "replace").strip()
     if not text:
         return None, ""
     try:
@@ -279,29 +343,19 @@ def _server_message(body: Any, text: str) -> str:
     return text[:500] or "no message"
 
 
-def _retry_after(response: requests.Response) -> Optional[float]:
-    value = response.headers.get("Retry-After", "")
+def _retry_after(response: Response) -> Optional[float]:
+    value = response.header("Retry-After") or ""
     try:
         return max(0.0, float(value))
     except ValueError:
         return None
 
 
-def _unreachable(base: str, method: str, url: str) -> DaemonUnreachable:
+def _unreachable(method: str, url: str) -> DaemonUnreachable:
     return DaemonUnreachable(
         f"no yagna daemon answers at {_origin(url)}: start it (`yagna service run`), point "
         "YAGNA_API_URL at it, or try golemsync without one on the devnet (`golemsync devnet`)",
         method=method, url=url)
-
-
-def _refused(exc: requests.exceptions.ConnectionError) -> bool:
-    text = repr(exc)
-    return any(s in text for s in ("Connection refused", "NewConnectionError",
-                                   "Failed to establish", "Name or service not known"))
-
-
-def _reason(exc: BaseException) -> str:
-    return type(exc).__name__ if not str(exc) else str(exc)[:300]
 
 
 def _path(url: str) -> str:
@@ -311,5 +365,3 @@ def _path(url: str) -> str:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
-
-

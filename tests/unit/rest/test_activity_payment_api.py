@@ -198,6 +198,8 @@ def test_demand_decorations_join_ids_and_keep_string_values() -> None:
                         "(golem.com.payment.protocol.version>1)"]})
     decoration = make_client().payment.demand_decorations(["a", "b"])
     assert query() == {"allocationIds": "a,b"}
+    # literally: the daemon answers 400 to a%2Cb
+    assert responses.calls[0].request.url == f"{PAYMENT}/demandDecorations?allocationIds=a,b"
     assert decoration.properties["golem.com.payment.protocol.version"] == "3"
     assert len(decoration.constraints) == 2
 

@@ -56,7 +56,7 @@ def test_retry_after_is_honoured() -> None:
     responses.get(f"{BASE}/me", json={"identity": "0x1"})
     waits: list[float] = []
     client = make_client()
-    client.transport._sleep = waits.append  # type: ignore[method-assign]
+    client.session._sleep = waits.append  # type: ignore[method-assign]
     client.identity.me()
     assert waits == [0.05]
 

@@ -1,0 +1,295 @@
+"""The transport seam: one HTTP exchange in, one reply out, nothing else.
+
+Everything golemsync sends over HTTP — the daemon's REST API and the image registry — goes
+through a :class:`Transport`: ``send(Request) -> Response`` and ``close()``. A transport knows
+nothing of yagna: it does not add the auth header, retry, count requests or interpret status
+codes; :class:`~golemsync.rest.session.ApiSession` does all that above it, the same way for
+every transport. Two implementations ship:
+
+* :class:`RequestsTransport`, the default: ``requests`` sessions (one per thread, since a
+  ``requests.Session`` is not promised to be thread-safe) with a connection pool of
+  ``pool_size``. The sessions ignore the environment (``trust_env=False``): ``requests``
+  would otherwise look for proxy variables and ``.netrc`` on every request, which costs CPU
+  and would send the local daemon's traffic through a proxy. Pass ``proxies=`` (a
+  ``requests``-style mapping such as ``{"http": "http://proxy:3128"}``) to use one
+  explicitly, or ``trust_env=True`` to restore requests' environment lookups (the image
+  registry, a public internet service, does that).
+* :class:`~golemsync.rest.mock.MockTransport`, which answers from a handler function, for
+  tests that want the whole client (retries, error mapping, parsing) without a server.
+
+Contract of ``send``:
+
+* It returns as soon as the status line and headers are in; the body is read from
+  :attr:`Response.chunks` (an iterator of byte strings), so the caller decides how much of it
+  to read (:meth:`Response.read` enforces a size limit without reading past it). Always
+  :meth:`Response.close` the response.
+* ``Request.stream`` asks for chunks to be handed over as soon as they arrive (server-sent
+  events) rather than in large blocks.
+* Failures before a reply raise golemsync's transport errors: :class:`DaemonUnreachable` when
+  no connection could be made (the request never left, so any call may be retried),
+  :class:`RequestTimeout` when no answer came within ``Request.read_timeout``, and
+  :class:`TransportError` for anything else (the request may have arrived). Iterating the
+  body raises the same errors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
+
+from ..errors import DaemonUnreachable, ProtocolError, RequestTimeout, TransportError
+
+#: Size of the blocks a non-streamed body is read in.
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request. ``url`` is absolute and already carries its encoded query string."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: Optional[bytes] = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    stream: bool = False
+
+    @property
+    def path(self) -> str:
+        """The URL's path (``/activity-api/v1/activity``)."""
+        return urlsplit(self.url).path
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The decoded query parameters (the last value of a repeated one)."""
+        return dict(parse_qsl(urlsplit(self.url).query, keep_blank_values=True))
+
+    def header(self, name: str) -> Optional[str]:
+        """A request header, looked up case-insensitively."""
+        return _lookup(self.headers, name)
+
+    def json(self) -> Any:
+        """The body decoded as JSON (``None`` without a body)."""
+        return None if self.body is None else json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP reply: status, headers and the body as an iterator of byte strings.
+
+    ``on_close`` releases what the transport holds (the connection); :meth:`close` calls it.
+    """
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    chunks: Iterable[bytes] = ()
+    on_close: Optional[Callable[[], None]] = field(default=None, compare=False)
+
+    @classmethod
+    def from_bytes(cls, body: bytes = b"", *, status: int = 200,
+                   headers: Optional[Mapping[str, str]] = None) -> Response:
+        """A reply with a body known in advance (for mock transports)."""
+        all_headers = {"Content-Length": str(len(body)), **(headers or {})}
+        return cls(status, all_headers, (body,) if body else ())
+
+    @classmethod
+    def from_json(cls, data: Any, *, status: int = 200,
+                  headers: Optional[Mapping[str, str]] = None) -> Response:
+        """A JSON reply (for mock transports)."""
+        return cls.from_bytes(json.dumps(data).encode("utf-8"), status=status,
+                              headers={"Content-Type": "application/json", **(headers or {})})
+
+    def header(self, name: str) -> Optional[str]:
+        """A reply header, looked up case-insensitively."""
+        return _lookup(self.headers, name)
+
+    def read(self, limit: int, what: str = "the reply") -> bytes:
+        """The whole body, at most ``limit`` bytes.
+
+        A larger body (by its ``Content-Length`` or by what arrives) raises
+        :class:`ProtocolError` naming ``what`` and the limit as soon as the limit is passed:
+        the rest is never read. Does not close the response.
+        """
+        length = self.header("Content-Length")
+        if length is not None and length.strip().isdigit() and int(length) > limit:
+            raise _too_large(what, limit, f"it announces {int(length)} bytes")
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self.chunks:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(what, limit, "more arrived")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def read_prefix(self, limit: int) -> bytes:
+        """At most the first ``limit`` bytes of the body; the rest is left unread."""
+        parts: list[bytes] = []
+        size = 0
+        for chunk in self.chunks:
+            parts.append(chunk[: limit - size])
+            size += len(parts[-1])
+            if size >= limit:
+                break
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Release the connection (an unread body is dropped, not drained). Idempotent."""
+        if self.on_close is not None:
+            self.on_close()
+
+
+def _too_large(what: str, limit: int, detail: str) -> ProtocolError:
+    return ProtocolError(f"{what}: the reply is larger than the limit of {limit} bytes "
+                         f"({detail}); raise the client's reply limit if this is expected")
+
+
+def _lookup(headers: Mapping[str, str], name: str) -> Optional[str]:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, item in headers.items():
+        if key.lower() == lowered:
+            return item
+    return None
+
+
+class Transport(Protocol):
+    """The seam's interface (structural: any object with these two methods will do).
+
+    :class:`RequestsTransport` and :class:`~golemsync.rest.mock.MockTransport` implement it.
+    Implementations must be safe to call from many threads at once.
+    """
+
+    def send(self, request: Request) -> Response:
+        """Send ``request``; see the module docstring for what it returns and raises."""
+
+    def close(self) -> None:
+        """Release every connection. Idempotent; later sends raise :class:`TransportError`."""
+
+
+class RequestsTransport:
+    """The default transport: ``requests``, one session per thread, pooled connections."""
+
+    def __init__(self, *, pool_size: int = 16, proxies: Optional[Mapping[str, str]] = None,
+                 trust_env: bool = False) -> None:
+        self.pool_size = pool_size
+        self.proxies = dict(proxies or {})
+        self.trust_env = trust_env
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _sessions and _closed
+        self._sessions: list[requests.Session] = []
+        self._closed = False
+
+    def _session(self) -> requests.Session:
+        session: Optional[requests.Session] = getattr(self._local, "session", None)
+        if session is not None:
+            return session
+        session = requests.Session()
+        session.trust_env = self.trust_env
+        session.proxies.update(self.proxies)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self.pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        with self._lock:
+            if self._closed:
+                session.close()
+                raise TransportError("this client is closed")
+            self._sessions.append(session)
+        self._local.session = session
+        return session
+
+    def send(self, request: Request) -> Response:
+        method, url = request.method, request.url
+        try:
+            reply = self._session().request(
+                method, url, headers=dict(request.headers), data=request.body, stream=True,
+                timeout=(request.connect_timeout, request.read_timeout))
+        except requests.exceptions.ConnectionError as exc:
+            if isinstance(exc, requests.exceptions.ConnectTimeout) or _refused(exc):
+                raise DaemonUnreachable(f"{method} {_path(url)}: cannot connect to "
+                                        f"{_origin(url)} ({_reason(exc)})", method=method,
+                                        url=url) from exc
+            raise TransportError(f"{method} {_path(url)}: connection failed ({_reason(exc)})",
+                                 method=method, url=url) from exc
+        except requests.exceptions.Timeout as exc:
+            raise _timeout(request) from exc
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(f"{method} {_path(url)}: {_reason(exc)}", method=method,
+                                 url=url) from exc
+        return Response(reply.status_code, reply.headers, _body(reply, request), reply.close)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+
+
+def _body(reply: requests.Response, request: Request) -> Iterator[bytes]:
+    """The body of ``reply`` in blocks, ``requests`` failures mapped to transport errors."""
+    raw = reply.raw
+    read1 = getattr(raw, "read1", None)
+    try:
+        if request.stream and read1 is not None:
+            # whatever has arrived, at once: an event must not wait for a block to fill
+            while True:
+                chunk = read1(CHUNK_SIZE, decode_content=True)
+                if not chunk:
+                    return
+                yield chunk
+        else:
+            # without read1 (urllib3 < 2) a stream is read byte-wise for the same reason
+            yield from reply.iter_content(1 if request.stream else CHUNK_SIZE)
+    except requests.exceptions.ConnectionError as exc:
+        if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
+            raise _timeout(request) from exc
+        raise _broken(request, exc) from exc
+    except ReadTimeoutError as exc:  # read1 raises urllib3's errors directly
+        raise _timeout(request) from exc
+    except (requests.exceptions.RequestException, Urllib3Error, OSError, ValueError,
+            AttributeError) as exc:
+        # ValueError/AttributeError: the response was closed under the reader
+        raise _broken(request, exc) from exc
+
+
+def _timeout(request: Request) -> RequestTimeout:
+    return RequestTimeout(f"{request.method} {_path(request.url)}: no answer within "
+                          f"{request.read_timeout:.0f} s", method=request.method,
+                          url=request.url)
+
+
+def _broken(request: Request, exc: BaseException) -> TransportError:
+    return TransportError(f"{request.method} {_path(request.url)}: the reply broke off "
+                          f"({_reason(exc)})", method=request.method, url=request.url)
+
+
+def _refused(exc: requests.exceptions.ConnectionError) -> bool:
+    text = repr(exc)
+    return any(s in text for s in ("Connection refused", "NewConnectionError",
+                                   "Failed to establish", "Name or service not known"))
+
+
+def _reason(exc: BaseException) -> str:
+    return type(exc).__name__ if not str(exc) else str(exc)[:300]
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
