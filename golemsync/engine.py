@@ -74,7 +74,7 @@ from .market import (
 from .money import to_decimal
 from .payload import Payload
 from .payments import Payments
-from .rest import MarketDecoration, YagnaClient
+from .rest import MarketDecoration, Transport, YagnaClient
 from .session import ProviderSession, SessionEnd, SessionSettings, Worker
 from .settings import Settings
 from .summary import Summary
@@ -95,7 +95,8 @@ class Golem:
     entry and is never exceeded. Connection settings come from the arguments, else the
     environment (``YAGNA_APPKEY``, ``YAGNA_API_URL``, ...). ``settings`` holds every timing and
     policy knob (:class:`~golemsync.settings.Settings`); ``poll_timeout`` and
-    ``invoice_timeout`` are shortcuts that override its fields.
+    ``invoice_timeout`` are shortcuts that override its fields. ``transport`` replaces the HTTP
+    transport (e.g. a :class:`~golemsync.rest.MockTransport` in tests).
     """
 
     def __init__(
@@ -113,6 +114,7 @@ class Golem:
         poll_timeout: Optional[float] = None,
         gftp_program: Optional[str] = None,
         on_event: Optional[Callback] = None,
+        transport: Optional[Transport] = None,
     ) -> None:
         try:
             self.budget = to_decimal(budget)
@@ -132,6 +134,7 @@ class Golem:
         self.strategy: Strategy = (strategy if strategy is not None
                                    else LeastExpensive(expected_seconds=expected))
         self._gftp_program = gftp_program
+        self._transport = transport
         self._events = EventBus()
         self._on_event = on_event
         self._summary = Summary()
@@ -198,8 +201,11 @@ class Golem:
         self._events.subscribe(self._summary)
         if self._on_event is not None:
             self._events.subscribe(self._on_event)
-        self._client = client = YagnaClient(self.config, stop_event=self._client_stop,
-                                            retry=self.settings.retry)
+        settings = self.settings
+        self._client = client = YagnaClient(
+            self.config, transport=self._transport, stop_event=self._client_stop,
+            retry=settings.retry, connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout)
         self.identity = client.identity.me().identity
         allocation = client.payment.create_allocation(
             self.budget,
