@@ -2,52 +2,121 @@
 
 Blocking calls, real threads and standard ``concurrent.futures.Future`` objects; no event loop.
 See the README for a quick start and ``docs/guide.md`` for the task model.
+
+The public names below are loaded on first use (PEP 562), so importing a part of the package
+that needs none of them — the devnet, which is a separate "machine" sharing only the wire
+protocol — loads no client module and none of the client's dependencies.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .config import Config
-from .connection import network
-from .context import WorkContext
-from .engine import Golem
-from .errors import (
-    ActivityTerminated,
-    ApiError,
-    AuthenticationError,
-    BadRequest,
-    BudgetExceeded,
-    CommandFailed,
-    ConfigurationError,
-    Conflict,
-    DaemonUnreachable,
-    Forbidden,
-    GolemError,
-    Gone,
-    JobError,
-    JobTimeout,
-    NoOffersError,
-    NotFound,
-    NotImplementedByDaemon,
-    PollTimeout,
-    ProtocolError,
-    ProvidersExhausted,
-    ProviderUnreliable,
-    RepeatedFailure,
-    RequestTimeout,
-    ServerError,
-    StorageError,
-    TaskFailed,
-    TransportError,
-    WorkerFailed,
-)
-from .market import LeastExpensive, LinearPricing, Offer, Strategy
-from .payload import Payload, Requirement, vm
-from .script import CommandResult, Script
-from .settings import Settings
-from .summary import Summary
-from .tasks import Task, TaskStatus
+if TYPE_CHECKING:
+    from .config import Config
+    from .connection import network
+    from .context import WorkContext
+    from .engine import Golem
+    from .errors import (
+        ActivityTerminated,
+        ApiError,
+        AuthenticationError,
+        BadRequest,
+        BudgetExceeded,
+        CommandFailed,
+        ConfigurationError,
+        Conflict,
+        DaemonUnreachable,
+        Forbidden,
+        GolemError,
+        Gone,
+        JobError,
+        JobTimeout,
+        NoOffersError,
+        NotFound,
+        NotImplementedByDaemon,
+        PollTimeout,
+        ProtocolError,
+        ProvidersExhausted,
+        ProviderUnreliable,
+        RepeatedFailure,
+        RequestTimeout,
+        ServerError,
+        StorageError,
+        TaskFailed,
+        TransportError,
+        WorkerFailed,
+    )
+    from .market import LeastExpensive, LinearPricing, Offer, Strategy
+    from .payload import Payload, Requirement, vm
+    from .script import CommandResult, Script
+    from .settings import Settings
+    from .summary import Summary
+    from .tasks import Task, TaskStatus
+
+_PUBLIC: dict[str, str] = {
+    "ActivityTerminated": ".errors",
+    "ApiError": ".errors",
+    "AuthenticationError": ".errors",
+    "BadRequest": ".errors",
+    "BudgetExceeded": ".errors",
+    "CommandFailed": ".errors",
+    "CommandResult": ".script",
+    "Config": ".config",
+    "ConfigurationError": ".errors",
+    "Conflict": ".errors",
+    "DaemonUnreachable": ".errors",
+    "Forbidden": ".errors",
+    "Golem": ".engine",
+    "GolemError": ".errors",
+    "Gone": ".errors",
+    "JobError": ".errors",
+    "JobTimeout": ".errors",
+    "LeastExpensive": ".market",
+    "LinearPricing": ".market",
+    "NoOffersError": ".errors",
+    "NotFound": ".errors",
+    "NotImplementedByDaemon": ".errors",
+    "Offer": ".market",
+    "Payload": ".payload",
+    "PollTimeout": ".errors",
+    "ProtocolError": ".errors",
+    "ProviderUnreliable": ".errors",
+    "ProvidersExhausted": ".errors",
+    "RepeatedFailure": ".errors",
+    "RequestTimeout": ".errors",
+    "Requirement": ".payload",
+    "Script": ".script",
+    "ServerError": ".errors",
+    "Settings": ".settings",
+    "StorageError": ".errors",
+    "Strategy": ".market",
+    "Summary": ".summary",
+    "Task": ".tasks",
+    "TaskFailed": ".errors",
+    "TaskStatus": ".tasks",
+    "TransportError": ".errors",
+    "WorkContext": ".context",
+    "WorkerFailed": ".errors",
+    "network": ".connection",
+    "vm": ".payload",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'golemsync' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
