@@ -29,9 +29,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from .errors import ActivityTerminated, CommandFailed, GolemError, JobTimeout
 from .script import Script
@@ -39,7 +39,6 @@ from .tasks import Task, TaskStatus
 
 if TYPE_CHECKING:
     from .context import WorkContext
-    from .engine import Golem
     from .payload import Payload
 
 logger = logging.getLogger(__name__)
@@ -58,10 +57,19 @@ class _Call:
         self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
 
 
+class JobRunner(Protocol):
+    """What the executor needs of a ``Golem``: a way to run a job (no import of the engine)."""
+
+    def execute_tasks(self, worker: Any, data: Iterable[Any], payload: Payload, *,
+                      max_workers: int = ..., max_retries: int = ...,
+                      task_timeout: Optional[float] = ..., offer_timeout: float = ...,
+                      progress: Optional[bool] = ...) -> Iterator[Task[Any]]: ...
+
+
 class GolemExecutor(Executor):
     """An Executor whose workers are Golem providers; create it with ``golem.executor()``."""
 
-    def __init__(self, golem: Golem, payload: Payload, *, max_workers: int = 4,
+    def __init__(self, golem: JobRunner, payload: Payload, *, max_workers: int = 4,
                  max_retries: int = 3, task_timeout: Optional[float] = None,
                  offer_timeout: float = 60.0) -> None:
         self._golem = golem
