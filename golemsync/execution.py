@@ -16,7 +16,7 @@ The activity's liveness is checked (``GET .../state``) only when something looks
   404, 410 ...): a terminated activity raises :class:`ActivityTerminated`; a live one is polled
   again after a short back-off, and the third such error in a row is raised;
 * a 408 comes back well before its window ended: the batch stopped without reaching the command
-  (the exe-unit crashed); counted like an error;
+  (the devnet answers so when the exe-unit crashed); counted like an error;
 * no command settled for :attr:`BatchRunner.LIVENESS_INTERVAL` seconds of empty polls.
 """
 
@@ -111,8 +111,9 @@ class BatchRunner:
         run"). Commands whose Future was cancelled before sending are left out of the batch.
         """
         commands = script.seal()
-        sent: list[Command] = []
         listener: Optional[ProgressListener] = None
+        error: Optional[BaseException] = None
+        ok = False
         try:
             sent = [command for command in commands if command.start()]
             if sent:
@@ -122,6 +123,8 @@ class BatchRunner:
                 if any(c.on_progress is not None for c in sent):
                     listener = ProgressListener(self._activity, self._activity_id, batch_id, sent)
                 self._follow(script, sent, batch_id, deadline)
+            error = next((c.error for c in sent if c.error is not None), None)
+            ok = error is None
         except BaseException as exc:
             for command in commands:
                 command.abandon(f"{type(exc).__name__}: {exc}")
@@ -129,9 +132,8 @@ class BatchRunner:
         finally:
             if listener is not None:
                 listener.stop()
-            error = next((c.error for c in sent if c.error is not None), None)
             for command in commands:
-                command.release(error is None)
+                command.release(ok)
         return error
 
     def _follow(self, script: Script, sent: list[Command], batch_id: str,
@@ -215,6 +217,8 @@ class BatchRunner:
         """Raise :class:`ActivityTerminated` unless the activity's state says it is alive."""
         try:
             state = self._activity.get_state(self._activity_id)
+        except AuthenticationError:
+            raise  # the job's problem, not this provider's
         except ApiError as exc:
             raise ActivityTerminated(
                 f"activity on {self._provider} is unreachable: {exc}", provider=self._provider

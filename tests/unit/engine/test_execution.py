@@ -337,7 +337,8 @@ def test_a_started_future_cannot_be_cancelled() -> None:
 def test_prepare_failure_sends_nothing_and_fails_every_future() -> None:
     setup = Setup()
     script = setup.ctx.new_script()
-    first = script.run("/bin/true")
+    cleaned: list[bool] = []
+    first = script.add("run", {"entry_point": "/bin/true"}, cleanup=cleaned.append)
 
     def refuse(command: Any) -> None:
         raise StorageError("gftp is not available")
@@ -351,6 +352,7 @@ def test_prepare_failure_sends_nothing_and_fails_every_future() -> None:
         with pytest.raises(CommandFailed, match="did not run: StorageError"):
             future.result(timeout=0)
     assert setup.activity.batches == []
+    assert cleaned == [False]
 
 
 def test_exec_failure_fails_every_future_and_cleans_up() -> None:
