@@ -25,7 +25,7 @@ from .command import Command, CommandResult, Output, Progress, result_from_wire
 from .errors import StorageError
 
 if TYPE_CHECKING:
-    from .storage.base import StorageProvider
+    from .storage.base import Published, Receiving, StorageProvider
 
 __all__ = ["Command", "CommandResult", "Output", "Progress", "Script", "ScriptOwner",
            "json_bytes", "result_from_wire"]
@@ -39,6 +39,7 @@ class ScriptOwner(Protocol):
 
     @property
     def storage(self) -> StorageProvider: ...
+
 
 _PROGRESS_ARGS = {"updateInterval": "300ms", "updateStep": None}
 
@@ -152,10 +153,10 @@ class Script:
         return self._download(remote_path, None,
                               lambda path: json.loads(_read_limited(path, limit)))
 
-    def _upload(self, publish: Callable[[Any], Any], remote_path: str,
+    def _upload(self, publish: Callable[[StorageProvider], Published], remote_path: str,
                 progress: Optional[Progress] = None) -> Future[CommandResult]:
         destination = _container_url(remote_path)
-        held: list[Any] = []
+        held: list[Published] = []
 
         def prepare(command: Command) -> None:
             published = publish(self.ctx.storage)
@@ -175,7 +176,7 @@ class Script:
                   convert: Callable[[Path], Any],
                   progress: Optional[Progress] = None) -> Future[Any]:
         source = _container_url(remote_path)
-        held: list[Any] = []
+        held: list[Receiving] = []
 
         def prepare(command: Command) -> None:
             receiving = self.ctx.storage.receive_file(target)
