@@ -17,13 +17,16 @@ class WorkContext:
 
     ``new_script()`` starts a batch; yield it from the worker (the engine runs it and resumes the
     generator when it is done) or call :meth:`run` to execute it right away and block.
+
+    The engine builds it with ``_execute`` (runs a script to its end and returns the first
+    command error, or None) and ``_storage`` (gives the shared file-transfer storage).
     """
 
     provider_id: str
     provider_name: str
     agreement_id: str
     activity_id: str
-    _execute: Callable[[Script], None] = field(repr=False)
+    _execute: Callable[[Script], Optional[BaseException]] = field(repr=False)
     _storage: Callable[[], StorageProvider] = field(repr=False)
     _default_timeout: Optional[float] = field(default=None, repr=False)
 
@@ -34,13 +37,13 @@ class WorkContext:
     def run(self, script: Script) -> Script:
         """Execute ``script`` now and block until every command is settled.
 
-        Returns the script; its command Futures are done. A failed command raises
-        :class:`~golemsync.errors.CommandFailed` here, as it would inside a yielding worker.
+        Returns the script; its command Futures are done (or cancelled). A failed command
+        raises :class:`~golemsync.errors.CommandFailed` here, as it would inside a yielding
+        worker; a script timeout or a lost activity raises what the engine raised.
         """
         if script.ctx is not self:
             raise ValueError("this script belongs to another provider's context")
-        self._execute(script)
-        error = script._first_error()
+        error = self._execute(script)
         if error is not None:
             raise error
         return script

@@ -1,9 +1,23 @@
-"""Running one script on one activity: a single ``exec``, then long-polls of its results.
+"""Running one script on one activity: a single ``exec``, then one long-poll per command.
 
-Each poll asks the daemon to wait (``timeout``) until the batch is finished; commands that
-finish inside that window come back in one reply, so a script normally costs one ``exec`` and
-one poll. A poll that returns early with part of the batch settles those commands' Futures at
-once. Results always start at index 0; a cursor skips what was already settled.
+Each poll names the command it waits for (``commandIndex``): the daemon answers as soon as that
+command is done, so every command's Future resolves when its own command ends, whatever the
+later commands do and whatever the poll window (``poll_timeout``) is. A one-command script that
+ends within the window costs one ``exec`` and one poll; a command longer than the window costs
+one more poll per window (the daemon answers 408, which is normal), nothing else.
+
+Polling for the next unsettled command also avoids the daemon's quirk with a command failing in
+the middle of a batch (a poll for a *later* index would only return at the end of its window):
+the failed command is the one polled for, so it is reported at once.
+
+The activity's liveness is checked (``GET .../state``) only when something looks wrong:
+
+* a poll fails with an error status (500 "endpoint address not found" after the exe-unit died,
+  404, 410 ...): a terminated activity raises :class:`ActivityTerminated`; a live one is polled
+  again after a short back-off, and the third such error in a row is raised;
+* a 408 comes back well before its window ended: the batch stopped without reaching the command
+  (the devnet answers so when the exe-unit crashed); counted like an error;
+* no command settled for :attr:`BatchRunner.LIVENESS_INTERVAL` seconds of empty polls.
 """
 
 from __future__ import annotations
@@ -11,14 +25,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Protocol
 
-from .errors import ActivityTerminated, ApiError, GolemError, JobTimeout
+from .command import Command, result_from_wire
+from .errors import (
+    ActivityTerminated,
+    ApiError,
+    AuthenticationError,
+    GolemError,
+    JobTimeout,
+    PollTimeout,
+    ProtocolError,
+)
 from .events import CommandFinished, Event, ScriptSent
-from .script import Script, result_from_wire
-
-if TYPE_CHECKING:
-    from .rest import ActivityApi
+from .rest.wire import ActivityState, ExeScriptCommandResult, RuntimeEvent
+from .script import Script
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +50,40 @@ class ScriptTimeout(JobTimeout):
     """A script or its task ran past its deadline on a provider."""
 
 
+class EventStream(Protocol):
+    """A batch's runtime events (``ActivityApi.stream_exec_results``)."""
+
+    def __iter__(self) -> Iterator[RuntimeEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class ActivityCalls(Protocol):
+    """The calls of :class:`golemsync.rest.ActivityApi` a :class:`BatchRunner` makes."""
+
+    def exec(self, activity_id: str, commands: Sequence[Mapping[str, Any]]) -> str: ...
+
+    def get_exec_results(self, activity_id: str, batch_id: str, *, timeout: float = 0.0,
+                         command_index: Optional[int] = None
+                         ) -> list[ExeScriptCommandResult]: ...
+
+    def get_state(self, activity_id: str) -> ActivityState: ...
+
+    def stream_exec_results(self, activity_id: str, batch_id: str, *,
+                            read_timeout: float = 60.0) -> EventStream: ...
+
+
 class BatchRunner:
     """Executes scripts on one activity (used only by that provider's worker thread)."""
 
+    #: Seconds without a settled command after which the activity's state is checked.
+    LIVENESS_INTERVAL = 30.0
+    #: Consecutive failed (or cut-short) polls of a live activity before giving up.
+    MAX_POLL_ERRORS = 3
+
     def __init__(
         self,
-        activity: ActivityApi,
+        activity: ActivityCalls,
         activity_id: str,
         *,
         provider_id: str,
@@ -49,60 +100,106 @@ class BatchRunner:
         self._poll_timeout = poll_timeout
         self._stop = stop
 
-    def execute(self, script: Script, deadline: Optional[float]) -> None:
+    def execute(self, script: Script, deadline: Optional[float]) -> Optional[BaseException]:
         """Send ``script`` and settle every command's Future; blocks until the batch is over.
 
-        ``deadline`` is a ``time.monotonic()`` instant (or None). Raises :class:`ScriptTimeout`
-        when it passes and :class:`ActivityTerminated` when the activity dies; in both cases
-        the unsettled Futures are failed first. A failed command is not raised here: its
-        Future holds the error.
+        Returns the first command error (a :class:`~golemsync.errors.CommandFailed`, or what a
+        download's conversion raised), None when every command succeeded. ``deadline`` is a
+        ``time.monotonic()`` instant (or None). Raises :class:`ScriptTimeout` when it passes,
+        :class:`ActivityTerminated` when the activity dies (or the job stops), and any error of
+        the calls it makes; in every such case the unsettled Futures are failed first ("did not
+        run"). Commands whose Future was cancelled before sending are left out of the batch.
         """
-        batch = script._begin()
-        ok = False
+        commands = script.seal()
         listener: Optional[ProgressListener] = None
+        error: Optional[BaseException] = None
+        ok = False
         try:
-            if batch:
-                batch_id = self._activity.exec(self._activity_id, batch)
+            sent = [command for command in commands if command.start()]
+            if sent:
+                batch_id = self._activity.exec(self._activity_id, [c.wire() for c in sent])
                 self._emit(ScriptSent(provider_id=self._provider_id, provider_name=self._provider,
-                                      commands=len(batch)))
-                if any(c.on_progress is not None for c in script.commands):
-                    listener = ProgressListener(self._activity, self._activity_id, batch_id,
-                                                script)
-                self._follow(script, batch_id, len(batch), deadline)
-            ok = script._first_error() is None
+                                      commands=len(sent)))
+                if any(c.on_progress is not None for c in sent):
+                    listener = ProgressListener(self._activity, self._activity_id, batch_id, sent)
+                self._follow(script, sent, batch_id, deadline)
+            error = next((c.error for c in sent if c.error is not None), None)
+            ok = error is None
         except BaseException as exc:
-            script._abandon(0, f"{type(exc).__name__}: {exc}")
+            for command in commands:
+                command.abandon(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if listener is not None:
                 listener.stop()
-            script._cleanup(ok)
+            for command in commands:
+                command.release(ok)
+        return error
 
-    def _follow(self, script: Script, batch_id: str, count: int, deadline: Optional[float]) -> None:
+    def _follow(self, script: Script, sent: list[Command], batch_id: str,
+                deadline: Optional[float]) -> None:
+        """Settle the sent commands in order, one ``commandIndex`` long-poll at a time."""
+        watch = _Watch(time.monotonic())
         cursor = 0
-        while cursor < count:
+        while cursor < len(sent):
             wait = self._window(deadline, script)
-            results = self._activity.get_exec_results(self._activity_id, batch_id, timeout=wait)
-            progressed = False
-            for item in results[cursor:]:
-                command = script.commands[item.index]
-                ok = item.result == "Ok"
-                script._resolve(
-                    item.index,
-                    result_from_wire(command.name, item.index, ok, item.stdout, item.stderr,
-                                     item.message, item.event_date),
-                )
-                cursor = item.index + 1
-                progressed = True
-                self._emit(CommandFinished(provider_id=self._provider_id,
-                                           provider_name=self._provider, index=item.index,
-                                           command=command.name, success=ok,
-                                           message=item.message))
-                if not ok:
-                    script._abandon(cursor, f"command {item.index} before it failed")
-                    return
-            if not progressed:
-                self._check_alive()
+            item = self._poll(batch_id, cursor, wait, watch)
+            if item is None:
+                continue
+            watch.progressed(time.monotonic())
+            ok = self._settle(sent[cursor], item)
+            cursor += 1
+            if not ok:
+                for command in sent[cursor:]:
+                    command.abandon(f"command {item.index} before it failed")
+                return
+
+    def _poll(self, batch_id: str, index: int, wait: float,
+              watch: _Watch) -> Optional[ExeScriptCommandResult]:
+        """Wait (``wait`` s at most) for command ``index``; its result, or None to poll again."""
+        began = time.monotonic()
+        try:
+            items = self._activity.get_exec_results(self._activity_id, batch_id, timeout=wait,
+                                                    command_index=index)
+        except PollTimeout as exc:
+            now = time.monotonic()
+            if wait >= 0.5 and now - began < wait / 2:
+                self._suspect(exc, f"batch {batch_id} stopped before command {index} finished",
+                              watch)
+            else:
+                watch.errors = 0
+                if now - watch.quiet_since >= self.LIVENESS_INTERVAL:
+                    self._check_alive()
+                    watch.quiet_since = now
+            return None
+        except AuthenticationError:
+            raise
+        except ApiError as exc:
+            self._suspect(exc, str(exc), watch)
+            return None
+        for item in items:
+            if item.index == index:
+                return item
+        raise ProtocolError(f"results of batch {batch_id} lack command {index}: {items!r}")
+
+    def _suspect(self, exc: ApiError, what: str, watch: _Watch) -> None:
+        """A poll went wrong: raise if the activity is gone, else back off (or give up)."""
+        self._check_alive()
+        watch.errors += 1
+        if watch.errors >= self.MAX_POLL_ERRORS:
+            raise ActivityTerminated(f"results unavailable on provider {self._provider}: {what}",
+                                     provider=self._provider) from exc
+        logger.info("results poll on %s: %s; polling again", self._provider, what)
+        self._stop.wait(0.25 * 2 ** watch.errors)
+
+    def _settle(self, command: Command, item: ExeScriptCommandResult) -> bool:
+        ok = item.result == "Ok"
+        command.settle(result_from_wire(command.name, item.index, ok, item.stdout, item.stderr,
+                                        item.message, item.event_date))
+        self._emit(CommandFinished(provider_id=self._provider_id, provider_name=self._provider,
+                                   index=item.index, command=command.name, success=ok,
+                                   message=item.message))
+        return ok
 
     def _window(self, deadline: Optional[float], script: Script) -> float:
         if self._stop.is_set():
@@ -117,9 +214,11 @@ class BatchRunner:
         return min(self._poll_timeout, remaining)
 
     def _check_alive(self) -> None:
-        """After a poll window with no progress, make sure the activity still exists."""
+        """Raise :class:`ActivityTerminated` unless the activity's state says it is alive."""
         try:
             state = self._activity.get_state(self._activity_id)
+        except AuthenticationError:
+            raise  # the job's problem, not this provider's
         except ApiError as exc:
             raise ActivityTerminated(
                 f"activity on {self._provider} is unreachable: {exc}", provider=self._provider
@@ -130,6 +229,18 @@ class BatchRunner:
                 f"provider {self._provider} terminated the activity ({reason})",
                 provider=self._provider,
             )
+
+
+@dataclass
+class _Watch:
+    """How one batch's polling goes: for deciding when to check the activity's liveness."""
+
+    quiet_since: float  # monotonic time of the last settled command (or liveness check)
+    errors: int = 0  # consecutive failed or cut-short polls
+
+    def progressed(self, now: float) -> None:
+        self.quiet_since = now
+        self.errors = 0
 
 
 class ProgressListener:
@@ -143,11 +254,11 @@ class ProgressListener:
 
     READ_TIMEOUT = 1.0
 
-    def __init__(self, activity: ActivityApi, activity_id: str, batch_id: str,
-                 script: Script) -> None:
+    def __init__(self, activity: ActivityCalls, activity_id: str, batch_id: str,
+                 commands: Sequence[Command]) -> None:
         self._activity = activity
         self._ids = (activity_id, batch_id)
-        self._script = script
+        self._callbacks = [c.on_progress for c in commands]  # by index in the batch
         self._stop = threading.Event()
         self._delivered: dict[int, int] = {}  # command index -> bytes last reported
         self._thread = threading.Thread(target=self._run,
@@ -168,9 +279,9 @@ class ProgressListener:
             finally:
                 stream.close()
 
-    def _follow(self, stream: Any) -> bool:
+    def _follow(self, stream: EventStream) -> bool:
         """Read events until the batch ends (True) or the stream idles/breaks (False)."""
-        last = len(self._script.commands) - 1
+        last = len(self._callbacks) - 1
         try:
             for event in stream:
                 if event.kind == "progress":
@@ -185,7 +296,7 @@ class ProgressListener:
 
     def _deliver(self, index: int, payload: Any) -> None:
         try:
-            callback = self._script.commands[index].on_progress
+            callback = self._callbacks[index]
             moved, total = payload["progress"]
         except (IndexError, KeyError, TypeError, ValueError):
             return
@@ -203,6 +314,6 @@ class ProgressListener:
         self._thread.join(self.READ_TIMEOUT + 5)
 
 
-def _failed(event: Any) -> bool:
+def _failed(event: RuntimeEvent) -> bool:
     payload = event.payload if isinstance(event.payload, dict) else {}
     return bool(payload.get("return_code"))

@@ -2,9 +2,13 @@
 
 A worker builds a :class:`Script` with ``ctx.new_script()``, adds commands (each call returns
 the command's Future) and yields it; the engine sends the batch in one ``exec`` and resolves
-each Future as soon as a poll of the batch results reports its command. A failed command's
-Future holds a :class:`~golemsync.errors.CommandFailed`; commands after it never ran, and their
-Futures say so with the same exception type.
+each Future as soon as its command is done on the provider. A failed command's Future holds a
+:class:`~golemsync.errors.CommandFailed`; commands after it never ran, and their Futures say so
+with the same exception type. A Future cancelled before the batch is sent leaves its command
+out of the batch (the rest runs) and stays cancelled.
+
+A script is only a builder: each command and its Future live in a
+:class:`~golemsync.command.Command`, which the engine drives (see :mod:`golemsync.execution`).
 """
 
 from __future__ import annotations
@@ -14,72 +18,30 @@ import os
 import re
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from .errors import CommandFailed, StorageError
+from .command import Command, CommandResult, Output, Progress, result_from_wire
+from .errors import StorageError
 
 if TYPE_CHECKING:
-    from .context import WorkContext
+    from .storage.base import Published, Receiving, StorageProvider
 
-Output = Union[str, bytes, None]
-
-_EXIT_CODE = re.compile(r"exited with code (-?\d+)")
-
-#: A progress callback: ``(bytes moved so far, total bytes or None)``.
-Progress = Callable[[int, Optional[int]], None]
-_PROGRESS_ARGS = {"updateInterval": "300ms", "updateStep": None}
+__all__ = ["Command", "CommandResult", "Output", "Progress", "Script", "ScriptOwner",
+           "json_bytes", "result_from_wire"]
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    """What one command produced.
-
-    ``exit_code`` is known for ``run`` commands (0 on success; parsed from the exe-unit's
-    message on failure) and ``None`` otherwise.
-    """
-
-    index: int
-    command: str
-    success: bool
-    stdout: Output = None
-    stderr: Output = None
-    message: Optional[str] = None
-    exit_code: Optional[int] = None
-    finished_at: Optional[datetime] = None  # when the provider reported it finished (UTC)
+class ScriptOwner(Protocol):
+    """What a script needs of the provider context that makes it (a ``WorkContext``)."""
 
     @property
-    def text(self) -> str:
-        """``stdout`` as text ('' when nothing was captured)."""
-        if self.stdout is None:
-            return ""
-        if isinstance(self.stdout, bytes):
-            return self.stdout.decode("utf-8", errors="replace")
-        return self.stdout
+    def provider_name(self) -> str: ...
+
+    @property
+    def storage(self) -> StorageProvider: ...
 
 
-@dataclass
-class Command:
-    """One ExeScript command of a script with its Future and optional hooks.
-
-    ``prepare`` runs just before the batch is sent (e.g. publish a file) and may rewrite the
-    wire form; ``finish`` turns the raw result into the Future's value (e.g. read a downloaded
-    file) and runs on the worker thread after the command succeeded; ``cleanup`` always runs
-    once the batch is over.
-    """
-
-    name: str
-    args: dict[str, Any]
-    future: Future[Any]
-    prepare: Optional[Callable[[Command], None]] = None
-    finish: Optional[Callable[[CommandResult], Any]] = None
-    cleanup: Optional[Callable[[bool], None]] = None
-    on_progress: Optional[Progress] = None  # (bytes moved, total bytes or None)
-
-    def wire(self) -> dict[str, Any]:
-        return {self.name: self.args}
+_PROGRESS_ARGS = {"updateInterval": "300ms", "updateStep": None}
 
 
 class Script:
@@ -90,7 +52,7 @@ class Script:
     whole batch on the provider; when it passes, the provider is abandoned and its tasks retried.
     """
 
-    def __init__(self, ctx: WorkContext, *, timeout: Optional[float] = None) -> None:
+    def __init__(self, ctx: ScriptOwner, *, timeout: Optional[float] = None) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
         self.ctx = ctx
@@ -107,9 +69,9 @@ class Script:
         """Append a raw ExeScript command; returns its Future. Prefer the typed helpers below."""
         if self._sent:
             raise RuntimeError("this script was already sent; make a new one: ctx.new_script()")
-        future: Future[Any] = Future()
-        self.commands.append(Command(name, dict(args), future, **hooks))
-        return future
+        command = Command(name, args, provider=self.ctx.provider_name, **hooks)
+        self.commands.append(command)
+        return command.future
 
     def deploy(self, **kwargs: Any) -> Future[CommandResult]:
         """Prepare the runtime (the engine does this for you when an activity starts)."""
@@ -191,10 +153,10 @@ class Script:
         return self._download(remote_path, None,
                               lambda path: json.loads(_read_limited(path, limit)))
 
-    def _upload(self, publish: Callable[[Any], Any], remote_path: str,
+    def _upload(self, publish: Callable[[StorageProvider], Published], remote_path: str,
                 progress: Optional[Progress] = None) -> Future[CommandResult]:
         destination = _container_url(remote_path)
-        held: list[Any] = []
+        held: list[Published] = []
 
         def prepare(command: Command) -> None:
             published = publish(self.ctx.storage)
@@ -214,7 +176,7 @@ class Script:
                   convert: Callable[[Path], Any],
                   progress: Optional[Progress] = None) -> Future[Any]:
         source = _container_url(remote_path)
-        held: list[Any] = []
+        held: list[Receiving] = []
 
         def prepare(command: Command) -> None:
             receiving = self.ctx.storage.receive_file(target)
@@ -245,79 +207,21 @@ class Script:
         """Stop the runtime (it returns to Initialized; the engine normally does not need this)."""
         return self.add("terminate", {})
 
-    # -- execution, used by the engine ------------------------------------------------------
-    def _begin(self) -> list[dict[str, Any]]:
-        """Mark the script sent; run prepare hooks; return the wire batch of live commands.
+    # -- handing over to the engine ---------------------------------------------------------
+    def seal(self) -> list[Command]:
+        """Freeze the script and give its commands, in order, to execute them.
 
-        Commands whose Future was cancelled before sending are dropped: a cancelled future
-        never runs.
+        Called once by the engine as it sends the script; a second call raises
+        ``RuntimeError`` (a script runs once), as does adding commands afterwards.
         """
         if self._sent:
             raise RuntimeError("a script can be executed only once")
         self._sent = True
-        self.commands = [c for c in self.commands if c.future.set_running_or_notify_cancel()]
-        for command in self.commands:
-            if command.prepare is not None:
-                command.prepare(command)
-        return [c.wire() for c in self.commands]
-
-    def _resolve(self, index: int, result: CommandResult) -> None:
-        """Settle command ``index`` from its result (runs the finish hook on success)."""
-        command = self.commands[index]
-        if not result.success:
-            command.future.set_exception(self._failure(result))
-            return
-        try:
-            value = command.finish(result) if command.finish is not None else result
-        except Exception as exc:  # a hook failing (e.g. bad JSON downloaded) fails this command
-            command.future.set_exception(exc)
-        else:
-            command.future.set_result(value)
-
-    def _failure(self, result: CommandResult) -> CommandFailed:
-        return CommandFailed(
-            f"{result.command} (command {result.index}) failed on provider "
-            f"{self.ctx.provider_name}: {result.message}",
-            index=result.index,
-            command=result.command,
-            stdout=result.stdout,
-            stderr=result.stderr,
-            provider=self.ctx.provider_name,
-        )
-
-    def _abandon(self, start: int, reason: str) -> None:
-        """Fail every command from ``start`` on that has not been settled: they never ran."""
-        for command in self.commands[start:]:
-            if not command.future.done():
-                command.future.set_exception(
-                    CommandFailed(
-                        f"{command.name} did not run: {reason}",
-                        command=command.name,
-                        provider=self.ctx.provider_name,
-                    )
-                )
-
-    def _cleanup(self, ok: bool) -> None:
-        for command in self.commands:
-            if command.cleanup is not None:
-                command.cleanup(ok)
+        return list(self.commands)
 
     def _first_error(self) -> Optional[BaseException]:
-        for command in self.commands:
-            if command.future.done() and command.future.exception() is not None:
-                return command.future.exception()
-        return None
-
-
-def result_from_wire(name: str, index: int, ok: bool, stdout: Output, stderr: Output,
-                     message: Optional[str],
-                     finished_at: Optional[datetime] = None) -> CommandResult:
-    """Build a :class:`CommandResult` from one item of the batch results."""
-    exit_code: Optional[int] = None
-    if name == "run":
-        match = _EXIT_CODE.search(message or "")
-        exit_code = int(match.group(1)) if match else (0 if ok else None)
-    return CommandResult(index, name, ok, stdout, stderr, message, exit_code, finished_at)
+        # Only for worker.py until it uses the error BatchRunner.execute returns; then remove.
+        return next((c.error for c in self.commands if c.error is not None), None)
 
 
 def _with_hash(url: str) -> str:

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import golemsync
+from golemsync.command import Command, result_from_wire
 from golemsync.context import WorkContext
 from golemsync.errors import CommandFailed
-from golemsync.script import result_from_wire
+from golemsync.script import Script
 
 
 def make_ctx() -> WorkContext:
@@ -17,10 +21,19 @@ def make_ctx() -> WorkContext:
                        _storage=no_storage)
 
 
+def begin(script: Script) -> list[Command]:
+    """What the engine does as it sends a script: seal it, start the commands not cancelled."""
+    return [command for command in script.seal() if command.start()]
+
+
+def wire(script: Script) -> list[dict[str, Any]]:
+    return [command.wire() for command in begin(script)]
+
+
 def test_run_builds_exescript_with_capture() -> None:
     script = make_ctx().new_script()
     script.run("/bin/sh", "-c", "echo hi")
-    assert script._begin() == [
+    assert wire(script) == [
         {"run": {"entry_point": "/bin/sh", "args": ["-c", "echo hi"],
                  "capture": {"stdout": {"atEnd": {}}, "stderr": {"atEnd": {}}}}}
     ]
@@ -29,7 +42,7 @@ def test_run_builds_exescript_with_capture() -> None:
 def test_run_env_goes_through_usr_bin_env() -> None:
     script = make_ctx().new_script()
     script.run("/bin/date", "-u", env={"TZ": "UTC"})
-    (command,) = script._begin()
+    (command,) = wire(script)
     assert command["run"]["entry_point"] == "/usr/bin/env"
     assert command["run"]["args"] == ["TZ=UTC", "/bin/date", "-u"]
 
@@ -44,18 +57,19 @@ def test_futures_resolve_in_order_and_later_commands_say_they_never_ran() -> Non
     first = script.run("/bin/true")
     second = script.run("/bin/false")
     third = script.run("/bin/echo", "never")
-    script._begin()
-    script._resolve(0, result_from_wire("run", 0, True, "", None, None))
+    commands = begin(script)
+    commands[0].settle(result_from_wire("run", 0, True, "", None, None))
     assert first.result().exit_code == 0
-    script._resolve(1, result_from_wire("run", 1, False, None, "oops",
+    commands[1].settle(result_from_wire("run", 1, False, None, "oops",
                                         "ExeScript command exited with code 3"))
-    script._abandon(2, "command 1 before it failed")
+    for command in commands[2:]:
+        command.abandon("command 1 before it failed")
     with pytest.raises(CommandFailed) as failed:
         second.result()
     assert failed.value.index == 1 and failed.value.provider == "alice"
     with pytest.raises(CommandFailed, match="did not run"):
         third.result()
-    assert script._first_error() is failed.value
+    assert next(c.error for c in commands if c.error is not None) is failed.value
 
 
 def test_cancelled_command_is_never_sent() -> None:
@@ -63,7 +77,7 @@ def test_cancelled_command_is_never_sent() -> None:
     keep = script.run("/bin/echo", "a")
     dropped = script.run("/bin/echo", "b")
     assert dropped.cancel()
-    batch = script._begin()
+    batch = wire(script)
     assert len(batch) == 1 and batch[0]["run"]["args"] == ["a"]
     assert keep.running()
 
@@ -71,11 +85,11 @@ def test_cancelled_command_is_never_sent() -> None:
 def test_script_runs_once_and_is_frozen_after_sending() -> None:
     script = make_ctx().new_script()
     script.run("/bin/true")
-    script._begin()
+    begin(script)
     with pytest.raises(RuntimeError):
         script.run("/bin/true")
     with pytest.raises(RuntimeError):
-        script._begin()
+        script.seal()
 
 
 def test_exit_code_parsed_from_message() -> None:
@@ -91,7 +105,51 @@ def test_finish_hook_failure_fails_the_future() -> None:
         raise ValueError("bad json")
 
     future = script.add("run", {"entry_point": "/bin/true"}, finish=explode)
-    script._begin()
-    script._resolve(0, result_from_wire("run", 0, True, "x", None, None))
+    (command,) = begin(script)
+    command.settle(result_from_wire("run", 0, True, "x", None, None))
     with pytest.raises(ValueError, match="bad json"):
         future.result()
+
+
+def test_command_settles_once_and_abandon_is_idempotent() -> None:
+    script = make_ctx().new_script()
+    future = script.run("/bin/true")
+    (command,) = begin(script)
+    assert future.running() and command.error is None
+    command.settle(result_from_wire("run", 0, True, "", None, None))
+    with pytest.raises(RuntimeError):
+        command.settle(result_from_wire("run", 0, True, "", None, None))
+    command.abandon("late")
+    assert future.result().success and command.error is None
+
+
+def test_abandoning_an_unstarted_command_fails_it_unless_cancelled() -> None:
+    script = make_ctx().new_script()
+    waiting = script.run("/bin/true")
+    cancelled = script.run("/bin/true")
+    assert cancelled.cancel()
+    for command in script.seal():
+        command.abandon("StorageError: no gftp")
+    with pytest.raises(CommandFailed, match="did not run: StorageError: no gftp"):
+        waiting.result(timeout=0)
+    assert cancelled.cancelled()
+
+
+def test_cleanup_runs_once() -> None:
+    script = make_ctx().new_script()
+    calls: list[bool] = []
+    script.add("run", {"entry_point": "/bin/true"}, cleanup=calls.append)
+    (command,) = begin(script)
+    command.release(True)
+    command.release(False)
+    assert calls == [True]
+
+
+def test_scripts_and_commands_do_not_import_the_context() -> None:
+    """No import cycle: a script needs only a provider name and a storage getter."""
+    package = Path(golemsync.__file__).parent
+    for name in ("script.py", "command.py"):
+        tree = ast.parse((package / name).read_text())
+        imported = {node.module for node in ast.walk(tree)
+                    if isinstance(node, ast.ImportFrom) and node.module}
+        assert not {"context", "execution", "worker"} & imported, name
