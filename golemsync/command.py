@@ -186,4 +186,6 @@ class Command:
             stdout=result.stdout,
             stderr=result.stderr,
             provider=self.provider,
+            exit_code=result.exit_code,
+            reason=result.message,
         )

@@ -223,6 +223,7 @@ class CommandFailed(JobError):
         stderr: Any = None,
         provider: str = "",
         exit_code: Optional[int] = None,
+        reason: Optional[str] = None,
     ) -> None:
         super().__init__(message)
         self.index = index
@@ -231,7 +232,7 @@ class CommandFailed(JobError):
         self.stderr = stderr
         self.provider = provider
         self.exit_code = exit_code
-        self.message = message
+        self.message = reason if reason is not None else message
 
 
 class ActivityTerminated(JobError):

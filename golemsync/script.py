@@ -219,10 +219,6 @@ class Script:
         self._sent = True
         return list(self.commands)
 
-    def _first_error(self) -> Optional[BaseException]:
-        # Only for worker.py until it uses the error BatchRunner.execute returns; then remove.
-        return next((c.error for c in self.commands if c.error is not None), None)
-
 
 def _with_hash(url: str) -> str:
     """Ask the provider to check a published file's content: gftp names it by its SHA3-256."""

@@ -230,6 +230,7 @@ class ProviderSession:
         self.activity_id: Optional[str] = None
         self.budget_reached = False
         self._feed: Optional[TaskFeed] = None  # the current generator's feed
+        self._runner: Optional[BatchRunner] = None  # runs scripts on the current activity
 
     def run(self) -> SessionEnd:
         """Serve the job until it has nothing left for this provider. Never raises."""
@@ -263,10 +264,10 @@ class ProviderSession:
                              provider_name=hire.provider_name,
                              poll_timeout=self._settings.poll_timeout, stop=self._stop,
                              emit=self._emit)
+        self._runner = runner
         ctx = WorkContext(
             hire.provider_id, hire.provider_name, hire.agreement_id, self.activity_id,
-            _execute=lambda script: runner.execute(script, self._deadline(script)),
-            _storage=self._storage,
+            _execute=self._execute, _storage=self._storage,
         )
         boot = ctx.new_script()
         boot.deploy()
@@ -350,11 +351,17 @@ class ProviderSession:
                 if not isinstance(script, Script):
                     raise TypeError(f"the worker yielded {script!r}; yield scripts made with "
                                     "ctx.new_script()")
-                ctx._execute(script)
+                if script.ctx is not ctx:
+                    raise ValueError("the worker yielded a script of another provider's context")
                 # A failed command is thrown into the generator: it may catch CommandFailed.
-                error = script._first_error()
+                error = self._execute(script)
         finally:
             generator.close()
+
+    def _execute(self, script: Script) -> Optional[BaseException]:
+        """Run ``script`` on the current activity; the first command error, or None."""
+        assert self._runner is not None
+        return self._runner.execute(script, self._deadline(script))
 
     def _deadline(self, script: Script) -> Optional[float]:
         feed = self._feed
