@@ -8,9 +8,9 @@ whose fault it is (:func:`classify`):
 
 * a **task failure** (a command failed, an attempt timed out) sends the tasks the generator
   held back to the queue, and the session goes on with a fresh generator (after a timeout, on a
-  fresh activity: the old one may still be busy). After ``max_task_failures`` different tasks
-  failed in a row with no accepted task between them the provider is deemed unreliable and
-  released;
+  fresh activity: the old one may still be busy). After ``max_task_failures`` failed attempts
+  in a row with no accepted task between them the provider is deemed unreliable and released
+  (a task that failed here comes back here only when no other provider serves the job);
 * a **provider failure** (the activity died, the provider stopped answering, its activity could
   not be created or started) ends the session; the job releases and excludes the provider;
 * a **requestor error** (a missing local file, the worker raised its own exception or yielded
@@ -293,17 +293,16 @@ class ProviderSession:
     # -- the worker generator ------------------------------------------------------------------
     def _serve(self) -> None:
         ctx = self._open_activity()
-        streak: set[int] = set()  # tasks failed in a row here, with no accepted task between
+        streak = 0  # failed attempts in a row here, with no accepted task between
         while not self._stop.is_set():
             feed = self._feed = TaskFeed(self._tasks, self.hire, self._ledger, self._stop)
             try:
                 self._drive(ctx, feed)
             except BaseException as exc:  # noqa: B036 - sorted by fault below
                 if feed.accepted_any:
-                    streak.clear()
-                if classify(exc) is Fault.TASK:  # the same task failing again counts once
-                    streak.update(id(task) for task in feed.outstanding)
-                if not self._recover(exc, feed, len(streak)):
+                    streak = 0
+                streak += classify(exc) is Fault.TASK
+                if not self._recover(exc, feed, streak):
                     raise
                 if isinstance(exc, JobTimeout):  # the timed-out batch may still be running
                     self._destroy_activity()
@@ -323,7 +322,7 @@ class ProviderSession:
             feed.end_outstanding(exc, Verdict.FAILED)
             if streak >= self._settings.max_task_failures:
                 raise ProviderUnreliable(
-                    f"{streak} tasks in a row failed on provider "
+                    f"{streak} task attempts in a row failed on provider "
                     f"{self.hire.provider_name}; the last: {exc}") from exc
             return True
         if fault is Fault.REQUESTOR:
