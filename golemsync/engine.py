@@ -495,6 +495,7 @@ class Job:
         self._hired = 0
         self._fatal: Optional[BaseException] = None
         self._negotiator: Optional[Negotiator] = None
+        self._interrupted = False  # the long-polls were woken for the stop
 
     # -- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -713,10 +714,23 @@ class Job:
                      for item in self.queue.rest_of_source()]
         return left
 
+    def _interrupt_polls(self) -> None:
+        """Wake every thread blocked in a long-poll, so stopping never waits out a window."""
+        with self._lock:
+            if self._interrupted:
+                return
+            self._interrupted = True
+            sessions = list(self._sessions.values())
+        if self._negotiator is not None:
+            self._negotiator.interrupt()
+        for session in sessions:
+            session.interrupt()
+
     def stop_and_join(self, timeout: float = 60.0) -> None:
         """Stop hiring and handing out tasks; wait for every thread to end. Idempotent."""
         self._stop.set()
         self.queue.close()
+        self._interrupt_polls()
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:

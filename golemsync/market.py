@@ -292,7 +292,9 @@ class Negotiator:
         self._requirements = tuple(requirements)
         self._probe_constraints = probe_constraints
         self._emit = emit if emit is not None else (lambda event: None)
+        self._sub_lock = threading.Lock()  # guards _subscription and _withdrawn
         self._subscription: Optional[str] = None
+        self._withdrawn: Optional[str] = None  # withdrawn from another thread by interrupt()
         self._countered: dict[str, Offer] = {}  # our counter-proposal id -> the offer it answers
         self._drafts: dict[str, _Draft] = {}  # provider id -> best draft from that provider
         self._refused: set[str] = set()  # providers that refused to sign in this job
@@ -325,17 +327,32 @@ class Negotiator:
         finally:
             self._unsubscribe()
 
+    def interrupt(self) -> None:
+        """End a pending offers poll at once (called from another thread once ``stop`` is set):
+        withdrawing the demand answers the poll, so leaving a job never waits out its window."""
+        with self._sub_lock:
+            subscription = self._withdrawn = self._subscription
+        if subscription is None:
+            return
+        try:
+            self._api.unsubscribe_demand(subscription)
+        except GolemError as exc:
+            logger.debug("unsubscribe %s: %s", subscription, exc)
+
     def _subscribe(self) -> None:
-        self._subscription = self._api.subscribe_demand(
-            self._demand.properties, self._demand.constraints
-        )
+        subscription = self._api.subscribe_demand(self._demand.properties,
+                                                  self._demand.constraints)
+        with self._sub_lock:
+            self._subscription = subscription
         self._last_offer_at = time.monotonic()
         logger.info("demand subscribed: %s", self._subscription)
 
     def _unsubscribe(self) -> None:
-        if self._subscription is None:
+        with self._sub_lock:
+            subscription, self._subscription = self._subscription, None
+            withdrawn = subscription == self._withdrawn
+        if subscription is None or withdrawn:
             return
-        subscription, self._subscription = self._subscription, None
         try:
             self._api.unsubscribe_demand(subscription)
         except GolemError as exc:
@@ -347,6 +364,8 @@ class Negotiator:
             events = self._api.collect_offers(self._subscription,
                                               timeout=self._settings.poll_timeout)
         except NotFound:
+            if self._stop.is_set():
+                return  # withdrawn by interrupt(): the job is stopping
             logger.info("demand subscription ended; subscribing again")
             self._subscription = None
             self._subscribe()
@@ -355,7 +374,7 @@ class Negotiator:
             proposal = getattr(event, "proposal", None)
             if proposal is not None:
                 self._on_proposal(proposal)
-        if self._should_refresh():
+        if not self._stop.is_set() and self._should_refresh():
             self._unsubscribe()
             self._subscribe()
 

@@ -231,6 +231,7 @@ class ProviderSession:
         self.budget_reached = False
         self._feed: Optional[TaskFeed] = None  # the current generator's feed
         self._runner: Optional[BatchRunner] = None  # runs scripts on the current activity
+        self._activity_lock = threading.Lock()  # guards activity_id (interrupt() races the end)
 
     def run(self) -> SessionEnd:
         """Serve the job until it has nothing left for this provider. Never raises."""
@@ -257,16 +258,20 @@ class ProviderSession:
     # -- the activity ----------------------------------------------------------------------------
     def _open_activity(self) -> WorkContext:
         hire = self.hire
-        self.activity_id = self._activity.create_activity(
+        activity_id = self._activity.create_activity(
             hire.agreement_id, timeout=self._settings.activity_timeout)
-        self._ledger.activity_started(hire.agreement_id, self.activity_id)
-        runner = BatchRunner(self._activity, self.activity_id, provider_id=hire.provider_id,
+        with self._activity_lock:
+            self.activity_id = activity_id
+        self._ledger.activity_started(hire.agreement_id, activity_id)
+        if self._stop.is_set():  # stopped while the activity was being created
+            raise ActivityTerminated("the job is stopping", provider=hire.provider_name)
+        runner = BatchRunner(self._activity, activity_id, provider_id=hire.provider_id,
                              provider_name=hire.provider_name,
                              poll_timeout=self._settings.poll_timeout, stop=self._stop,
                              emit=self._emit)
         self._runner = runner
         ctx = WorkContext(
-            hire.provider_id, hire.provider_name, hire.agreement_id, self.activity_id,
+            hire.provider_id, hire.provider_name, hire.agreement_id, activity_id,
             _execute=self._execute, _storage=self._storage,
         )
         boot = ctx.new_script()
@@ -278,13 +283,19 @@ class ProviderSession:
             raise ActivityTerminated(f"deploy/start failed on {hire.provider_name}: {exc}",
                                      provider=hire.provider_name) from exc
         self._emit(ActivityStarted(provider_id=hire.provider_id, provider_name=hire.provider_name,
-                                   activity_id=self.activity_id))
+                                   activity_id=activity_id))
         return ctx
 
+    def interrupt(self) -> None:
+        """The job is stopping (``stop`` is set): destroy the activity now, from the stopping
+        thread, so a results poll in flight ends at once instead of waiting out its window."""
+        self._destroy_activity()
+
     def _destroy_activity(self) -> None:
-        if self.activity_id is None:
+        with self._activity_lock:
+            activity_id, self.activity_id = self.activity_id, None
+        if activity_id is None:
             return
-        activity_id, self.activity_id = self.activity_id, None
         try:
             self._activity.destroy_activity(activity_id)
         except GolemError as exc:
