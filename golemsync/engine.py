@@ -406,8 +406,9 @@ class Job:
         return ok
 
     def _excluded_ids(self) -> set[str]:
+        overcharged = set(self.payments.overcharged_providers())  # never hired again
         with self._lock:
-            return set(self._excluded)
+            return set(self._excluded) | overcharged
 
     def _abandoned(self, agreement_id: str, terminated: bool) -> None:
         if terminated:

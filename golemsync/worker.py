@@ -41,11 +41,13 @@ class TaskFeed:
     """
 
     def __init__(self, queue: TaskQueue, hire: Hire, stop: threading.Event,
-                 on_task: Callable[[Task[Any]], None]) -> None:
+                 on_task: Callable[[Task[Any]], None],
+                 may_continue: Callable[[], bool] = lambda: True) -> None:
         self._queue = queue
         self._hire = hire
         self._stop = stop
         self._on_task = on_task
+        self._may_continue = may_continue
         self.outstanding: list[Task[Any]] = []
 
     def __iter__(self) -> TaskFeed:
@@ -53,6 +55,10 @@ class TaskFeed:
 
     def __next__(self) -> Task[Any]:
         self.settle_implicitly()
+        if not self._may_continue():
+            logger.warning("the budget left does not cover more work on %s; releasing it",
+                           self._hire.provider_name)
+            raise StopIteration
         while not self._stop.is_set():
             task = self._queue.get(self._hire.provider_id, self._hire.provider_name, timeout=1.0)
             if task is DRAINED:  # type: ignore[comparison-overlap]
@@ -97,7 +103,8 @@ class ProviderWorker:
         """Never raises: failures release the provider and requeue its tasks."""
         job, hire = self.job, self.hire
         feed = TaskFeed(job.queue, hire, job.stop,
-                        lambda task: job.payments.add_task(hire.agreement_id, task))
+                        lambda task: job.payments.add_task(hire.agreement_id, task),
+                        lambda: job.payments.may_continue(hire.agreement_id))
         try:
             self._work(feed)
             feed.settle_implicitly()
@@ -119,7 +126,9 @@ class ProviderWorker:
     def _work(self, feed: TaskFeed) -> None:
         job, hire = self.job, self.hire
         api = job.client.activity
+        requested_at = time.monotonic()
         self.activity_id = api.create_activity(hire.agreement_id, timeout=job.activity_timeout)
+        job.payments.activity_started(hire.agreement_id, self.activity_id, requested_at)
         runner = BatchRunner(api, self.activity_id, provider_id=hire.provider_id,
                              provider_name=hire.provider_name, poll_timeout=job.poll_timeout,
                              stop=job.stop, emit=job.emit)
@@ -171,6 +180,7 @@ class ProviderWorker:
                 job.client.activity.destroy_activity(self.activity_id)
             except GolemError as exc:
                 logger.info("destroy activity on %s: %s", hire.provider_name, exc)
+            job.payments.activity_ended(hire.agreement_id, self.activity_id)
         reason = {"message": "Work finished" if not self.failed else "Provider failed",
                   "golem.requestor.code": "Success" if not self.failed else "Cancelled"}
         try:
