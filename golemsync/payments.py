@@ -8,7 +8,7 @@ and, per activity the engine created (:meth:`Payments.activity_started` /
 
 **The check.** Let *W* be the wall time we observed for an activity (from just before we asked
 for it to when it ended, or now) and ``T`` the offer's CPU threads. With ``TOLERANCE`` = 1 % and
-``TIME_SLACK_SECONDS`` = 2 s, the most an activity can have used is::
+``TIME_SLACK_SECONDS`` = 0.5 s, the most an activity can have used is::
 
     duration ≤ W·(1 + TOLERANCE) + TIME_SLACK_SECONDS          (= D_max)
     cpu      ≤ D_max · T
@@ -26,17 +26,20 @@ A **debit note** is accepted only when
 
 An **invoice** is accepted only when it lists only activities we created under its agreement
 (else ``UNSOLICITED_SERVICE``) and its amount is no more than, summed over those activities,
-the smaller of
+the smallest of
 
-* price(usage of the last accepted debit note + the time since it, both bounded as above), and
-* the last accepted debit note's amount + the price of the time since it at full CPU,
+* the price of the bounds above (at the activity's end);
+* the last accepted debit note's amount + the price of the time since at full CPU;
+* the price of the last usage the provider reported within the bounds above (in a note we
+  accepted, or refused only for its amount or the budget) + the time since it (duration + that
+  time, CPU + that time × ``T``), both still within the bounds above;
 
-(or, for an activity without an accepted note, the price of the bounds above), times
-``1 + TOLERANCE``, plus ``AMOUNT_EPSILON`` (else ``INCORRECT_AMOUNT``). "The time since" runs from
-before the poll that brought the note (providers sample usage before sending) to the
-activity's end, plus ``TIME_SLACK_SECONDS``. Only the duration and CPU counters are checked
-and paid for: a counter of another name is priced at zero. An agreement without a linear
-price is never paid.
+times ``1 + TOLERANCE``, plus ``AMOUNT_EPSILON`` (else ``INCORRECT_AMOUNT``). "The time since"
+runs from the poll before the one that brought the note (providers sample usage before sending)
+to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. So an invoice can exceed what was
+used by at most the price of that time at full CPU: frequent debit notes keep invoices tight.
+Only the duration and CPU counters are checked and paid for: a counter of another name is
+priced at zero. An agreement without a linear price is never paid.
 
 Invoices that do not fit are rejected on the daemon with the reason; debit notes cannot be
 (the daemon answers 501), so they are left unaccepted, logged and counted as rejected. Both
@@ -46,10 +49,12 @@ refused but not taken for an overcharge. An invoice that fits the price but woul
 total over the budget is never sent for acceptance: it is logged, recorded as unpaid
 (:class:`~golemsync.events.InvoiceUnpaid`) and counts as decided.
 
-**Budget.** :meth:`Payments.may_continue` tells a worker thread, between tasks, whether the
-budget left still covers its provider's price (full CPU) for the expected time on top of what
-every open agreement may already owe (:meth:`Payments.committed`); when it says no, the worker
-stops taking tasks and terminates its agreement, so no provider works unpaid.
+**Budget.** A provider is hired only when the budget left covers its start price and
+``HIRE_SECONDS`` at full CPU (:meth:`Payments.can_afford`). :meth:`Payments.may_continue` tells
+a worker thread, between tasks, whether the budget left still covers its provider's price
+(full CPU) for the expected time on top of what every open agreement may already owe
+(:meth:`Payments.committed`), and whether its provider has not overcharged; when it says no,
+the worker stops taking tasks and terminates its agreement, so no provider works unpaid.
 
 **The cost ledger.** Each agreement's accepted amount is split over the tasks that ran on it by
 their running time there; an agreement without tasks (a provider that failed before its first
@@ -93,14 +98,20 @@ logger = logging.getLogger(__name__)
 
 #: Relative tolerance on amounts and usage (sampling, rounding of counters and amounts).
 TOLERANCE = Decimal("0.01")
-#: Absolute slack on observed wall time: the provider samples usage before we see it.
-TIME_SLACK_SECONDS = 2.0
+#: Absolute slack on the wall time we observe for an activity (it brackets the provider's
+#: own count: we start timing before asking for the activity and stop after it is destroyed).
+TIME_SLACK_SECONDS = 0.5
+#: Absolute slack on the time since a debit note: the provider sampled its usage before the
+#: note reached us.
+SAMPLING_SLACK_SECONDS = 2.0
 #: Absolute slack on amounts: rounding to 18 places of counters rounded to microseconds.
 AMOUNT_EPSILON = Decimal("1e-15")
 #: How often the debit-note thread looks for new notes while an agreement is open.
 DEBIT_NOTE_POLL_SECONDS = 1.0
 #: The server-side wait of one invoice poll while an invoice is owed.
 INVOICE_POLL_SECONDS = 0.5
+#: A provider is hired only if the budget left covers its start price and this long at full CPU.
+HIRE_SECONDS = 10.0
 #: Reasons of the daemon's rejection API.
 INCORRECT_AMOUNT = "INCORRECT_AMOUNT"
 UNSOLICITED_SERVICE = "UNSOLICITED_SERVICE"
@@ -167,6 +178,8 @@ class ActivityUse:
     note_amount: Decimal = Decimal(0)  # last accepted debit note
     note_usage: Optional[dict[str, float]] = None
     note_seen: Optional[float] = None  # the note existed no earlier than this instant
+    reported: Optional[dict[str, float]] = None  # last usage reported within our bounds
+    reported_seen: Optional[float] = None
     rejected: Decimal = Decimal(0)  # highest debit-note amount refused
 
     def wall(self, at: float, agreement_ended: Optional[float]) -> float:
@@ -269,6 +282,8 @@ class Payments:
         self._reserved = Decimal(0)  # amounts being accepted right now (HTTP in flight)
         self._overcharged: dict[str, str] = {}  # provider id -> name
         self._threads: list[threading.Thread] = []
+        #: Set once :meth:`may_continue` refused more work for the budget's sake.
+        self.out_of_budget = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -403,9 +418,10 @@ class Payments:
                 total += max(record.spent, self._ceiling(record, list(record.activities), now))
         return total
 
-    def can_afford(self, offer: Offer, expected_seconds: float = 60.0) -> bool:
-        """Whether the budget left covers ``offer`` for ``expected_seconds`` at full CPU on
-        top of what the open agreements may already owe."""
+    def can_afford(self, offer: Offer, expected_seconds: float = HIRE_SECONDS) -> bool:
+        """Whether the budget left covers ``offer``'s start price and ``expected_seconds`` at
+        full CPU on top of what the open agreements may already owe (:meth:`may_continue`
+        then keeps it from working beyond the budget)."""
         tariff = Tariff.of(offer.properties, offer.pricing)
         if tariff is None:
             return False
@@ -416,10 +432,12 @@ class Payments:
     def may_continue(self, agreement_id: str, expected_seconds: Optional[float] = None) -> bool:
         """Whether this agreement's provider may take more work: true while the budget left
         covers its price at full CPU for ``expected_seconds`` (default: twice the mean running
-        time of its tasks so far, at least 1 s) on top of everything committed."""
+        time of its tasks so far, at least 1 s) on top of everything committed, and the
+        provider has not overcharged."""
         with self._cond:
             record = self._agreements.get(agreement_id)
-            if record is None or record.tariff is None or record.ended is not None:
+            if record is None or record.tariff is None or record.ended is not None or \
+                    record.overcharged:
                 return False
             if expected_seconds is None:
                 weights = [s.weight() for s in record.tasks]
@@ -429,7 +447,9 @@ class Payments:
             extra = rate * to_decimal(expected_seconds)
             if not record.activities:
                 extra += record.tariff.start
-            return self._committed(self._clock()) + extra <= self.budget
+            ok = self._committed(self._clock()) + extra <= self.budget
+            self.out_of_budget = self.out_of_budget or not ok
+            return ok
 
     def wait_settled(self, timeout: float) -> list[AgreementCost]:
         """Wait up to ``timeout`` s until every ended agreement's invoice was decided.
@@ -458,43 +478,45 @@ class Payments:
         assert record.tariff is not None
         tariff, threads = record.tariff, record.cpu_threads
         max_duration, max_cpu = self._bounds(record, use, now)
-        observed = tariff.cost(max_duration, max_cpu)
-        if use.note_seen is None:
-            return observed
+        bounds = [tariff.cost(max_duration, max_cpu)]
         end = use.ended if use.ended is not None else record.ended
         end = now if end is None else min(end, now)
-        since = max(0.0, end - use.note_seen) + TIME_SLACK_SECONDS
-        by_rate = use.note_amount + tariff.per_second(threads) * to_decimal(since)
-        if use.note_usage is None:
-            return min(observed, by_rate)
-        duration = min(use.note_usage.get(USAGE_DURATION, 0.0) + since, max_duration)
-        cpu = min(use.note_usage.get(USAGE_CPU, 0.0) + since * threads, max_cpu)
-        return min(observed, by_rate, tariff.cost(duration, cpu))
+        if use.note_seen is not None:  # the last accepted note + the time since at full CPU
+            since = max(0.0, end - use.note_seen) + SAMPLING_SLACK_SECONDS
+            bounds.append(use.note_amount + tariff.per_second(threads) * to_decimal(since))
+        if use.reported is not None and use.reported_seen is not None:
+            # the last usage the provider reported (within our bounds) + the time since
+            since = max(0.0, end - use.reported_seen) + SAMPLING_SLACK_SECONDS
+            duration = min(use.reported.get(USAGE_DURATION, 0.0) + since, max_duration)
+            cpu = min(use.reported.get(USAGE_CPU, 0.0) + since * threads, max_cpu)
+            bounds.append(tariff.cost(duration, cpu))
+        return min(bounds)
 
     def _ceiling(self, record: AgreementCost, activity_ids: Sequence[str], now: float) -> Decimal:
         return sum((self._activity_ceiling(record, record.activities[a], now)
                     for a in activity_ids), Decimal(0))
 
     def _check_note(self, record: AgreementCost, note: Any,
-                    now: float) -> Optional[tuple[str, str, bool]]:
-        """``(reason, message, overcharge)`` when the note must be refused, else None."""
+                    now: float) -> Optional[tuple[str, str, bool, bool]]:
+        """``(reason, message, overcharge, usage fits)`` when the note must be refused."""
         amount: Decimal = note.total_amount_due
         use = record.activities.get(note.activity_id)
         if use is None:
             return (UNSOLICITED_SERVICE, f"activity {note.activity_id} was not created by us "
-                    "under this agreement", True)
+                    "under this agreement", True, False)
         tariff = record.tariff
         if tariff is None:
-            return INCORRECT_AMOUNT, "the agreement has no linear price to check against", False
+            return (INCORRECT_AMOUNT, "the agreement has no linear price to check against", False,
+                    False)
         usage = tariff.counters(note.usage_counter_vector)
         if amount < use.note_amount:
             return (INCORRECT_AMOUNT, f"amount {amount} is below the {use.note_amount} already "
-                    "accepted (debit notes are cumulative)", False)
+                    "accepted (debit notes are cumulative)", False, False)
         if usage is not None and use.note_usage is not None:
             fell = [k for k, v in usage.items() if v < use.note_usage.get(k, 0.0)]
             if fell:
                 return (INCORRECT_AMOUNT, f"usage counters {fell} decreased (debit notes are "
-                        "cumulative)", False)
+                        "cumulative)", False, False)
         max_duration, max_cpu = self._bounds(record, use, now)
         if usage is None:
             allowed = tariff.cost(max_duration, max_cpu)
@@ -503,12 +525,12 @@ class Payments:
             if duration > max_duration or cpu > max_cpu:
                 return (INCORRECT_AMOUNT, f"reported usage (duration {duration:.3f} s, cpu "
                         f"{cpu:.3f} s) exceeds what we observed (at most {max_duration:.3f} s, "
-                        f"{max_cpu:.3f} CPU s)", True)
+                        f"{max_cpu:.3f} CPU s)", True, False)
             allowed = tariff.cost(duration, cpu)
         ceiling = allowed * (1 + TOLERANCE) + AMOUNT_EPSILON
         if amount > ceiling:
             return (INCORRECT_AMOUNT, f"amount {amount} exceeds the agreed price of the usage "
-                    f"({allowed})", True)
+                    f"({allowed})", True, usage is not None)
         return None
 
     def _check_invoice(self, record: AgreementCost, invoice: Any,
@@ -604,13 +626,21 @@ class Payments:
                 extra = max(Decimal(0), new_spent - record.spent)
                 if self._spent() + self._reserved + extra > self.budget:
                     refusal = (BUDGET, f"accepting it would exceed the budget {self.budget}",
-                               False)
+                               False, True)
+            if refusal is None or refusal[3]:  # its counters are the best usage we know
+                counters = record.tariff.counters(note.usage_counter_vector) \
+                    if record.tariff is not None else None
+                use = record.activities[note.activity_id]
+                if counters is not None:
+                    use.reported = counters
+                    use.reported_seen = self._clock() if seen is None else \
+                        max(seen, use.requested)
             if refusal is not None:
                 self._refused_note(record, note.activity_id, amount, refusal)
             else:
                 self._reserved += extra
         if refusal is not None:
-            reason, message, overcharge = refusal
+            reason, message, overcharge, _ = refusal
             logger.warning("debit note %s from %s (%s GLM) not accepted: %s", note_id,
                            record.provider_name, amount, message)
             self._emit(DebitNoteRejected(provider_id=record.provider_id,
@@ -639,7 +669,7 @@ class Payments:
                                      agreement_id=note.agreement_id, amount=amount))
 
     def _refused_note(self, record: AgreementCost, activity_id: str, amount: Decimal,
-                      refusal: tuple[str, str, bool]) -> None:
+                      refusal: tuple[str, str, bool, bool]) -> None:
         # lock held
         record.rejected_notes += 1
         use = record.activities.get(activity_id)

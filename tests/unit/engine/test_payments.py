@@ -16,7 +16,13 @@ from golemsync.events import (
     ProviderOvercharged,
 )
 from golemsync.market import Hire, LinearPricing, Offer
-from golemsync.payments import INVOICE_POLL_SECONDS, TIME_SLACK_SECONDS, Payments, _split
+from golemsync.payments import (
+    INVOICE_POLL_SECONDS,
+    SAMPLING_SLACK_SECONDS,
+    TIME_SLACK_SECONDS,
+    Payments,
+    _split,
+)
 from golemsync.summary import Summary
 from golemsync.tasks import Task
 
@@ -200,7 +206,7 @@ def test_invoice_is_bounded_by_the_last_note_plus_the_time_since() -> None:
     payments.ended("ag")
     # at most 1 s + slack more at full CPU (4 threads), far less than 101 s at full CPU
     limit = honest(100, 1) + (PRICE.per_second + 4 * PRICE.per_cpu_second) * \
-        Decimal(str(1 + TIME_SLACK_SECONDS))
+        Decimal(str(1 + SAMPLING_SLACK_SECONDS))
     api.docs["inv"] = Invoice("ag", limit * Decimal("1.02"), ["act"])
     payments._on_invoice("inv")
     assert api.rejected == [("inv", "INCORRECT_AMOUNT")]
@@ -254,12 +260,13 @@ def test_may_continue_until_the_budget_left_cannot_pay_the_next_task() -> None:
     task = Task("t")
     payments.add_task("ag", task)
     task.running_time = 5.0  # the next task is expected to take twice the mean: 10 s
-    # committed: start 0.1 + 2 s of slack at full CPU (0.01); 10 s more cost 0.0505
+    # committed: start 0.1 + 0.5 s of slack at full CPU (0.0025); 10 s more cost 0.0505
     assert payments.may_continue("ag")
     clock.now += 10
     api.docs["dn"] = Note("ag", "act", honest(10, 10), [10.0, 10.0])  # 0.13
     payments._on_debit_note("dn")
-    # committed: 0.13 + 2 s of slack (0.01) = 0.14; 0.14 + 0.0505 > 0.18
+    # committed: the usage reported + 2 s of sampling slack at full CPU (within the observed
+    # 10.6 s): 0.1 + 10.6 × 0.001 + 14 × 0.002 = 0.1386; 0.1386 + 0.0505 > 0.18
     assert not payments.may_continue("ag")
     assert payments.may_continue("ag", expected_seconds=1.0)
     payments.ended("ag")
