@@ -117,6 +117,7 @@ INCORRECT_AMOUNT = "INCORRECT_AMOUNT"
 UNSOLICITED_SERVICE = "UNSOLICITED_SERVICE"
 #: A debit note refused only for the budget (not the provider's fault).
 BUDGET = "BUDGET"
+NO_PRICE = "the agreement has no linear price to check against"
 
 _DEFAULT_VECTOR = (USAGE_CPU, USAGE_DURATION)
 
@@ -506,8 +507,7 @@ class Payments:
                     "under this agreement", True, False)
         tariff = record.tariff
         if tariff is None:
-            return (INCORRECT_AMOUNT, "the agreement has no linear price to check against", False,
-                    False)
+            return INCORRECT_AMOUNT, NO_PRICE, False, False
         usage = tariff.counters(note.usage_counter_vector)
         if amount < use.note_amount:
             return (INCORRECT_AMOUNT, f"amount {amount} is below the {use.note_amount} already "
@@ -540,7 +540,7 @@ class Payments:
         if strangers:
             return UNSOLICITED_SERVICE, f"activities {strangers} were not created by us"
         if record.tariff is None:
-            return INCORRECT_AMOUNT, "the agreement has no linear price to check against"
+            return INCORRECT_AMOUNT, NO_PRICE
         allowed = self._ceiling(record, listed, now)
         if invoice.amount > allowed * (1 + TOLERANCE) + AMOUNT_EPSILON:
             return (INCORRECT_AMOUNT, f"amount {invoice.amount} exceeds the agreed price of "
@@ -673,7 +673,7 @@ class Payments:
         # lock held
         record.rejected_notes += 1
         use = record.activities.get(activity_id)
-        if use is not None:
+        if use is not None and refusal[0] != BUDGET:  # over budget: the invoice says unpaid
             use.rejected = max(use.rejected, amount)
         if refusal[2]:
             self._flag(record)
@@ -697,7 +697,8 @@ class Payments:
             if refusal is not None:
                 record.invoice_rejected = True
                 record.rejected_invoice = max(record.rejected_invoice, amount)
-                self._flag(record)
+                if refusal[1] != NO_PRICE:
+                    self._flag(record)
             elif over_budget:
                 record.unpaid = max(extra, AMOUNT_EPSILON)
                 self._share_costs()
@@ -751,7 +752,8 @@ class Payments:
                                    provider_name=record.provider_name,
                                    agreement_id=record.agreement_id, amount=amount,
                                    reason=f"{reason}: {message}"))
-        self._emit_overcharge(record, "invoice", invoice_id, amount, message)
+        if message != NO_PRICE:
+            self._emit_overcharge(record, "invoice", invoice_id, amount, message)
 
     def _emit_overcharge(self, record: AgreementCost, kind: str, doc_id: str, amount: Decimal,
                          message: str) -> None:

@@ -10,10 +10,10 @@ plain-text table meant for a terminal or a log::
     rejected                                       0.0370200000   (asked beyond the agreed price)
     unpaid                                         0.0004000000   (fitting invoices over the budget)
 
-``rejected`` is, per agreement, the largest claim refused (an invoice, or the highest debit note:
-notes are cumulative); ``unpaid`` what fitting invoices asked beyond the accepted debit notes
-when accepting them would have exceeded the budget. Both rows appear only when not zero; a
-provider that overcharged is flagged on its row.
+``rejected`` is, per agreement, the largest claim refused for not fitting the price (an
+invoice, or the highest debit note: notes are cumulative); ``unpaid`` what fitting invoices
+asked beyond the accepted debit notes when accepting them would have exceeded the budget. Both
+rows appear only when not zero; a provider that overcharged is flagged on its row.
 """
 
 from __future__ import annotations
@@ -110,6 +110,8 @@ class Summary:
         elif isinstance(event, (DebitNoteAccepted, InvoiceAccepted)):
             self._cost(event)
         elif isinstance(event, (DebitNoteRejected, InvoiceRejected)):
+            if event.reason.startswith("BUDGET"):
+                return  # not the provider's fault: its invoice will say what is unpaid
             line = self._line(event.provider_id, event.provider_name)
             previous = line._refused.get(event.agreement_id, Decimal(0))
             line._refused[event.agreement_id] = max(previous, event.amount)

@@ -227,7 +227,7 @@ def test_no_price_means_no_payment() -> None:
 
 
 def test_budget_is_never_exceeded_by_debit_notes() -> None:
-    payments, api, clock, _ = make(budget="0.15")
+    payments, api, clock, events = make(budget="0.15")
     payments.track(Hire("ag2", "0xq", "bob", PRICE, 1, PROPS))
     payments.activity_started("ag2", "a2", clock.now)
     clock.now += 10
@@ -237,6 +237,11 @@ def test_budget_is_never_exceeded_by_debit_notes() -> None:
     payments._on_debit_note("dn2")
     assert [a[0] for a in api.accepted] == ["dn1"]
     assert payments.spent <= Decimal("0.15") and payments.overcharged_providers() == {}
+    assert payments.rejected == 0  # not the provider's fault
+    summary = Summary()
+    for event in events:
+        summary(event)
+    assert summary.rejected == 0 and summary.total_cost == Decimal("0.1")
 
 
 def test_invoice_over_the_budget_is_left_unpaid_never_sent() -> None:
