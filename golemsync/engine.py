@@ -259,6 +259,7 @@ class Golem:
                                record.agreement_id, self.settings.invoice_timeout, record.spent)
         self._payments_stop.set()
         if payments is not None:
+            payments.stop()
             payments.join(self.settings.poll_timeout + 5)
         self._release_allocation()
         with self._storage_lock:
@@ -566,9 +567,10 @@ class Job:
             return len(self._sessions)
 
     def excluded(self) -> Collection[str]:
+        overcharged = set(self._parts.payments.overcharged_providers())  # never hired again
         with self._lock:
             mine = self._excluded | set(self._sessions)
-        return mine | self._parts.claims.others(self.id)
+        return mine | overcharged | self._parts.claims.others(self.id)
 
     def can_afford(self, offer: Offer) -> bool:
         ok = self._parts.payments.can_afford(offer, self._parts.settings.expected_task_seconds)
@@ -684,7 +686,7 @@ class Job:
         if not idle or self.queue.wanted_providers() == 0 or stalled_for < limit:
             return
         report = self.report()
-        if budget_blocked:
+        if budget_blocked or self._parts.payments.out_of_budget:
             raise BudgetExceeded(f"the remaining budget (of {self._parts.budget} GLM, "
                                  f"{self._parts.payments.spent} spent) cannot pay another "
                                  "provider; raise budget= or lower max_workers", report=report)

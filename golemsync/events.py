@@ -21,6 +21,9 @@ Events (all carry ``at``, a ``time.monotonic()`` instant):
 ``DebitNoteAccepted``       a debit note was accepted (``amount``)
 ``InvoiceAccepted``         an invoice was accepted (``amount``)
 ``InvoiceRejected``         an invoice was rejected (``amount``, ``reason``)
+``DebitNoteRejected``       a debit note was left unaccepted (``amount``, ``reason``)
+``InvoiceUnpaid``           a fitting invoice was left unpaid: the budget (``amount``)
+``ProviderOvercharged``     a provider asked more than it may (``document``, ``reason``)
 ``JobFinished``             a job ended (``error`` when it raised)
 ==========================  ==============================================================
 """
@@ -143,6 +146,30 @@ class InvoiceAccepted(PaymentEvent):
 
 @dataclass(frozen=True)
 class InvoiceRejected(PaymentEvent):
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DebitNoteRejected(PaymentEvent):
+    """A debit note not accepted (the daemon cannot reject them): ``reason`` says why."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class InvoiceUnpaid(PaymentEvent):
+    """An invoice that fits the price but not the budget: never sent for acceptance."""
+
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProviderOvercharged(PaymentEvent):
+    """A provider sent a ``document`` ("debit note" or "invoice") beyond what it may charge
+    (``amount`` asked); the engine should not hire it again."""
+
+    document: str = ""
+    document_id: str = ""
     reason: str = ""
 
 

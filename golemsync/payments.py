@@ -1,13 +1,71 @@
-"""Paying providers: debit notes and invoices checked against the agreed price, then accepted.
+"""Paying providers: every debit note and invoice checked against what was used, then accepted.
 
-For every agreement the engine signs, :class:`Payments` keeps a record of the agreed linear
-price, the provider's CPU threads, and when the work started and ended. A document is accepted
-only when its amount is no more than that price applied to the most the provider could have
-used in that time (wall seconds, CPU seconds ≤ wall seconds × threads), plus a small tolerance,
-and only when accepting it keeps the total within the budget. Invoices above that are rejected
-(``INCORRECT_AMOUNT``); debit notes above it are left unaccepted (the daemon cannot reject
-them). The accepted amounts form the cost ledger: per agreement, and per task in proportion to
-its running time on that provider.
+For every agreement the engine signs, :class:`Payments` keeps the agreed linear price (the
+offer's ``golem.com.usage.vector`` names the counters, ``golem.com.pricing.model.linear.coeffs``
+prices them, the last coeff is the start price of each activity), the provider's CPU threads,
+and, per activity the engine created (:meth:`Payments.activity_started` /
+:meth:`Payments.activity_ended`), when we asked for it and when it ended.
+
+**The check.** Let *W* be the wall time we observed for an activity (from just before we asked
+for it to when it ended, or now) and ``T`` the offer's CPU threads. With ``TOLERANCE`` = 1 % and
+``TIME_SLACK_SECONDS`` = 0.5 s, the most an activity can have used is::
+
+    duration ≤ W·(1 + TOLERANCE) + TIME_SLACK_SECONDS          (= D_max)
+    cpu      ≤ D_max · T
+
+A **debit note** is accepted only when
+
+* its activity is one we created under that agreement (else ``UNSOLICITED_SERVICE``);
+* it is cumulative: its amount and every usage counter are ≥ those of the last note we
+  accepted for that activity (else ``INCORRECT_AMOUNT``);
+* the usage it reports (``usageCounterVector``) fits the bounds above (else inflated usage,
+  ``INCORRECT_AMOUNT``);
+* its amount ≤ price(reported usage)·(1 + TOLERANCE) + ``AMOUNT_EPSILON`` (a note without
+  counters is priced at the bounds above);
+* accepting it keeps the total within the budget.
+
+An **invoice** is accepted only when it lists only activities we created under its agreement
+(else ``UNSOLICITED_SERVICE``) and its amount is no more than, summed over those activities,
+the smallest of
+
+* the price of the bounds above (at the activity's end);
+* the last accepted debit note's amount + the price of the time since at full CPU;
+* the price of the last usage the provider reported within the bounds above (in a note we
+  accepted, or refused only for its amount or the budget) + the time since it (duration + that
+  time, CPU + that time × ``T``), both still within the bounds above;
+
+times ``1 + TOLERANCE``, plus ``AMOUNT_EPSILON`` (else ``INCORRECT_AMOUNT``). "The time since"
+runs from the poll before the one that brought the note (providers sample usage before sending)
+to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. So an invoice can exceed what was
+used by at most the price of that time at full CPU: frequent debit notes keep invoices tight.
+Only the duration and CPU counters are checked and paid for: a counter of another name is
+priced at zero. An agreement without a linear price is never paid.
+
+Invoices that do not fit are rejected on the daemon with the reason; debit notes cannot be
+(the daemon answers 501), so they are left unaccepted, logged and counted as rejected. Both
+mark the provider as overcharging (:meth:`Payments.overcharged_providers`, the
+:class:`~golemsync.events.ProviderOvercharged` event), except a non-monotonic note, which is
+refused but not taken for an overcharge. An invoice that fits the price but would take the
+total over the budget is never sent for acceptance: it is logged, recorded as unpaid
+(:class:`~golemsync.events.InvoiceUnpaid`) and counts as decided.
+
+**Budget.** A provider is hired only when the budget left covers its start price and
+``HIRE_SECONDS`` at full CPU (:meth:`Payments.can_afford`). :meth:`Payments.may_continue` tells
+a worker thread, between tasks, whether the budget left still covers its provider's price
+(full CPU) for the expected time on top of what every open agreement may already owe
+(:meth:`Payments.committed`), and whether its provider has not overcharged; when it says no,
+the worker stops taking tasks and terminates its agreement, so no provider works unpaid.
+
+**The cost ledger.** Each agreement's accepted amount is split over the tasks that ran on it by
+their running time there; an agreement without tasks (a provider that failed before its first
+task) is split over every task. Shares are rounded to the amount's smallest unit by the
+largest-remainder method, so the tasks' costs add up exactly to :attr:`Payments.spent`.
+
+**Threads.** One thread per event stream. The debit-note thread polls without waiting on the
+server (``timeout=0``) once a second, and only while an agreement is open; the invoice thread
+long-polls with a short window (``INVOICE_POLL_SECONDS``) only while an ended agreement is owed
+its invoice. Otherwise both wait on a condition that :meth:`stop` (and :meth:`join`) notify,
+so stopping never waits for a poll window.
 """
 
 from __future__ import annotations
@@ -15,22 +73,131 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Callable, Optional
 
 from . import timestamps
 from .errors import ApiError, GolemError
-from .events import DebitNoteAccepted, Event, InvoiceAccepted, InvoiceRejected
-from .market import Hire, LinearPricing, Offer
+from .events import (
+    DebitNoteAccepted,
+    DebitNoteRejected,
+    Event,
+    InvoiceAccepted,
+    InvoiceRejected,
+    InvoiceUnpaid,
+    ProviderOvercharged,
+)
+from .market import USAGE_CPU, USAGE_DURATION, Hire, LinearPricing, Offer
+from .money import to_decimal
 from .tasks import Task
 
 logger = logging.getLogger(__name__)
 
-# Providers' clocks and ours differ, and usage is sampled: allow this much slack.
-TIME_SLACK_SECONDS = 5.0
-AMOUNT_TOLERANCE = Decimal("0.01")  # 1 %
+#: Relative tolerance on amounts and usage (sampling, rounding of counters and amounts).
+TOLERANCE = Decimal("0.01")
+#: Absolute slack on the wall time we observe for an activity (it brackets the provider's
+#: own count: we start timing before asking for the activity and stop after it is destroyed).
+TIME_SLACK_SECONDS = 0.5
+#: Absolute slack on the time since a debit note: the provider sampled its usage before the
+#: note reached us.
+SAMPLING_SLACK_SECONDS = 2.0
+#: Absolute slack on amounts: rounding to 18 places of counters rounded to microseconds.
+AMOUNT_EPSILON = Decimal("1e-15")
+#: How often the debit-note thread looks for new notes while an agreement is open.
+DEBIT_NOTE_POLL_SECONDS = 1.0
+#: The server-side wait of one invoice poll while an invoice is owed.
+INVOICE_POLL_SECONDS = 0.5
+#: A provider is hired only if the budget left covers its start price and this long at full CPU.
+HIRE_SECONDS = 10.0
+#: Reasons of the daemon's rejection API.
+INCORRECT_AMOUNT = "INCORRECT_AMOUNT"
+UNSOLICITED_SERVICE = "UNSOLICITED_SERVICE"
+#: A debit note refused only for the budget (not the provider's fault).
+BUDGET = "BUDGET"
+NO_PRICE = "the agreement has no linear price to check against"
+
+_DEFAULT_VECTOR = (USAGE_CPU, USAGE_DURATION)
+
+
+@dataclass(frozen=True)
+class Tariff:
+    """The agreed linear price, counter by counter, as the offer states it."""
+
+    vector: tuple[str, ...]
+    coeffs: tuple[Decimal, ...]  # one per counter of ``vector``
+    start: Decimal  # per activity
+
+    @classmethod
+    def of(cls, properties: Mapping[str, Any], pricing: Optional[LinearPricing]) -> \
+            Optional[Tariff]:
+        """From the offer's properties; else from ``pricing`` in the default vector order."""
+        vector = properties.get("golem.com.usage.vector")
+        coeffs = properties.get("golem.com.pricing.model.linear.coeffs")
+        if (isinstance(vector, list) and isinstance(coeffs, list)
+                and len(coeffs) == len(vector) + 1 and all(isinstance(v, str) for v in vector)):
+            try:
+                values = tuple(to_decimal(c) for c in coeffs)
+            except ValueError:
+                return None
+            return cls(tuple(vector), values[:-1], values[-1])
+        if pricing is None:
+            return None
+        return cls(_DEFAULT_VECTOR, (pricing.per_cpu_second, pricing.per_second), pricing.start)
+
+    def coeff(self, counter: str) -> Decimal:
+        return self.coeffs[self.vector.index(counter)] if counter in self.vector else Decimal(0)
+
+    def per_second(self, threads: int) -> Decimal:
+        """Price of one wall second at full use of ``threads`` CPU threads."""
+        return self.coeff(USAGE_DURATION) + self.coeff(USAGE_CPU) * threads
+
+    def cost(self, duration: float, cpu: float) -> Decimal:
+        """Start price + duration and CPU seconds at their coeffs (other counters: zero)."""
+        return (self.start + self.coeff(USAGE_DURATION) * to_decimal(max(0.0, duration))
+                + self.coeff(USAGE_CPU) * to_decimal(max(0.0, cpu)))
+
+    def counters(self, vector: Optional[Sequence[float]]) -> Optional[dict[str, float]]:
+        """A note's ``usageCounterVector`` by counter name; None when absent or malformed."""
+        if vector is None or len(vector) != len(self.vector):
+            return None
+        try:
+            return {name: float(value) for name, value in zip(self.vector, vector)}
+        except (TypeError, ValueError):
+            return None
+
+
+@dataclass
+class ActivityUse:
+    """What we know of one activity we created, and of its last accepted debit note."""
+
+    activity_id: str
+    requested: float  # monotonic instant just before we asked for it
+    ended: Optional[float] = None
+    note_amount: Decimal = Decimal(0)  # last accepted debit note
+    note_usage: Optional[dict[str, float]] = None
+    note_seen: Optional[float] = None  # the note existed no earlier than this instant
+    reported: Optional[dict[str, float]] = None  # last usage reported within our bounds
+    reported_seen: Optional[float] = None
+    rejected: Decimal = Decimal(0)  # highest debit-note amount refused
+
+    def wall(self, at: float, agreement_ended: Optional[float]) -> float:
+        end = self.ended if self.ended is not None else agreement_ended
+        end = at if end is None else min(end, at)
+        return max(0.0, end - self.requested)
+
+
+@dataclass
+class _Share:
+    task: Task[Any]
+    since: float  # the task's running time when it was handed to this agreement
+    until: Optional[float] = None  # ... and when it was handed to another one
+
+    def weight(self) -> float:
+        end = self.until if self.until is not None else self.task.running_time
+        return max(0.0, end - self.since)
 
 
 @dataclass
@@ -42,38 +209,51 @@ class AgreementCost:
     provider_name: str
     pricing: Optional[LinearPricing]
     cpu_threads: int
+    tariff: Optional[Tariff] = None
     started: float = field(default_factory=time.monotonic)
     ended: Optional[float] = None
-    debit_notes: dict[str, Decimal] = field(default_factory=dict)  # activity id -> accepted due
+    activities: dict[str, ActivityUse] = field(default_factory=dict)
     invoice: Optional[Decimal] = None  # accepted invoice amount
     invoice_rejected: bool = False
-    tasks: list[Task[Any]] = field(default_factory=list)
+    rejected_invoice: Decimal = Decimal(0)  # highest invoice amount rejected
+    unpaid: Decimal = Decimal(0)  # fitting invoice left unaccepted (budget), beyond the notes
+    rejected_notes: int = 0
+    overcharged: bool = False
+    tasks: list[_Share] = field(default_factory=list)
+
+    @property
+    def debit_notes(self) -> dict[str, Decimal]:
+        """Activity id → amount of its last accepted debit note."""
+        return {a.activity_id: a.note_amount for a in self.activities.values()
+                if a.note_seen is not None}
+
+    @property
+    def noted(self) -> Decimal:
+        return sum((a.note_amount for a in self.activities.values()), Decimal(0))
 
     @property
     def spent(self) -> Decimal:
         """What the allocation pays for this agreement so far."""
-        noted = sum(self.debit_notes.values(), Decimal(0))
+        noted = self.noted
         return max(noted, self.invoice) if self.invoice is not None else noted
 
     @property
-    def settled(self) -> bool:
-        return self.invoice is not None or self.invoice_rejected
+    def rejected(self) -> Decimal:
+        """The largest claim refused: an invoice, or the refused debit notes together."""
+        notes = sum((a.rejected for a in self.activities.values()), Decimal(0))
+        return max(self.rejected_invoice, notes)
 
-    def ceiling(self, activities: int = 1) -> Optional[Decimal]:
-        """The most this agreement can owe now, per the agreed price; None without a price."""
-        if self.pricing is None:
-            return None
-        end = self.ended if self.ended is not None else time.monotonic()
-        seconds = max(0.0, end - self.started) + TIME_SLACK_SECONDS
-        per_activity = self.pricing.cost(seconds, seconds * self.cpu_threads)
-        return per_activity * max(1, activities) * (1 + AMOUNT_TOLERANCE)
+    @property
+    def settled(self) -> bool:
+        """The invoice was decided: accepted, rejected or left unpaid."""
+        return self.invoice is not None or self.invoice_rejected or self.unpaid > 0
 
 
 class Payments:
     """Follows payment events for the lifetime of a ``Golem`` and pays what is owed.
 
-    Runs two threads (debit notes, invoices), each long-polling its event stream. All state is
-    guarded by one condition; no HTTP call is made while holding it.
+    Runs two threads (debit notes, invoices). All state is guarded by one condition; no HTTP
+    call is made while holding it. See the module docstring for the checks.
     """
 
     def __init__(
@@ -85,6 +265,7 @@ class Payments:
         stop: threading.Event,
         poll_timeout: float = 2.0,
         emit: Optional[Callable[[Event], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = payment_api
         self._allocation_id = allocation_id
@@ -92,11 +273,18 @@ class Payments:
         self._stop = stop
         self._poll_timeout = poll_timeout
         self._emit = emit if emit is not None else (lambda event: None)
+        self._clock = clock
         self._since: datetime = timestamps.now()
-        # _cond guards _agreements and everything inside each AgreementCost.
+        # _cond guards everything below and everything inside each AgreementCost.
         self._cond = threading.Condition()
         self._agreements: dict[str, AgreementCost] = {}
+        self._handouts: dict[int, _Share] = {}  # id(task) -> its latest share
+        self._decided: set[str] = set()  # document ids already decided
+        self._reserved = Decimal(0)  # amounts being accepted right now (HTTP in flight)
+        self._overcharged: dict[str, str] = {}  # provider id -> name
         self._threads: list[threading.Thread] = []
+        #: Set once :meth:`may_continue` refused more work for the budget's sake.
+        self.out_of_budget = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -107,28 +295,62 @@ class Payments:
             thread.start()
             self._threads.append(thread)
 
+    def stop(self) -> None:
+        """Make the event threads end at once (no poll is waited for)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+
     def join(self, timeout: float) -> None:
-        """Wait for the event threads to end (after ``stop`` was set)."""
+        """Wait for the event threads to end (after ``stop`` or the stop event was set)."""
+        with self._cond:
+            self._cond.notify_all()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            self._share_costs()  # a document accepted after wait_settled() counts too
 
-    # -- the ledger ----------------------------------------------------------------------------
+    # -- what the engine tells us -------------------------------------------------------------
     def track(self, hire: Hire) -> AgreementCost:
-        """Start the ledger of a newly approved agreement."""
+        """Start the ledger of a newly created agreement."""
         record = AgreementCost(
-            hire.agreement_id, hire.provider_id, hire.provider_name, hire.pricing, hire.cpu_threads
+            hire.agreement_id, hire.provider_id, hire.provider_name, hire.pricing,
+            hire.cpu_threads, Tariff.of(hire.properties, hire.pricing), started=self._clock(),
         )
         with self._cond:
             self._agreements[hire.agreement_id] = record
+            self._cond.notify_all()
         return record
+
+    def activity_started(self, agreement_id: str, activity_id: str,
+                         requested_at: Optional[float] = None) -> None:
+        """Record an activity we created; ``requested_at`` is the ``time.monotonic()`` instant
+        just before the create call (default: the end of the agreement's previous activity,
+        or the agreement's start — a bound that only ever favours the provider)."""
+        with self._cond:
+            record = self._agreements.get(agreement_id)
+            if record is None or activity_id in record.activities:
+                return
+            if requested_at is None:
+                ends = [a.ended for a in record.activities.values() if a.ended is not None]
+                requested_at = max([record.started, *ends])
+            record.activities[activity_id] = ActivityUse(activity_id, requested_at)
+
+    def activity_ended(self, agreement_id: str, activity_id: str) -> None:
+        """Record that the activity was destroyed (its counters stop here)."""
+        with self._cond:
+            record = self._agreements.get(agreement_id)
+            use = record.activities.get(activity_id) if record is not None else None
+            if use is not None and use.ended is None:
+                use.ended = self._clock()
 
     def ended(self, agreement_id: str) -> None:
         """Record that the agreement was terminated (its invoice can now arrive)."""
         with self._cond:
             record = self._agreements.get(agreement_id)
             if record is not None and record.ended is None:
-                record.ended = time.monotonic()
+                record.ended = self._clock()
             self._cond.notify_all()
 
     def forget(self, agreement_id: str) -> None:
@@ -140,49 +362,104 @@ class Payments:
             self._cond.notify_all()
 
     def add_task(self, agreement_id: str, task: Task[Any]) -> None:
-        """Remember that ``task`` ran on this agreement (its cost share is set at invoice time)."""
+        """Remember that ``task`` runs on this agreement from now (for its cost share)."""
         with self._cond:
             record = self._agreements.get(agreement_id)
-            if record is not None:
-                record.tasks.append(task)
+            if record is None:
+                return
+            previous = self._handouts.get(id(task))
+            if previous is not None and previous.until is None:
+                previous.until = task.running_time
+            share = _Share(task, task.running_time)
+            self._handouts[id(task)] = share
+            record.tasks.append(share)
 
-    def activity_started(self, agreement_id: str, activity_id: str) -> None:
-        """Record an activity the requestor created under ``agreement_id``."""
-
-    def may_continue(self, agreement_id: str) -> bool:
-        """Whether the budget left still covers another task on this agreement."""
-        return True
-
+    # -- figures -------------------------------------------------------------------------------
     @property
     def spent(self) -> Decimal:
         """Total accepted so far, over every agreement."""
         with self._cond:
-            return sum((r.spent for r in self._agreements.values()), Decimal(0))
+            return self._spent()
+
+    def _spent(self) -> Decimal:
+        return sum((r.spent for r in self._agreements.values()), Decimal(0))
+
+    @property
+    def rejected(self) -> Decimal:
+        """Total refused (see :attr:`AgreementCost.rejected`)."""
+        with self._cond:
+            return sum((r.rejected for r in self._agreements.values()), Decimal(0))
+
+    @property
+    def unpaid(self) -> Decimal:
+        """Total of fitting invoices left unaccepted because of the budget."""
+        with self._cond:
+            return sum((r.unpaid for r in self._agreements.values()), Decimal(0))
 
     def agreements(self) -> list[AgreementCost]:
         """A snapshot of every agreement's ledger."""
         with self._cond:
             return list(self._agreements.values())
 
-    def can_afford(self, offer: Offer, expected_seconds: float = 60.0) -> bool:
-        """Whether the budget left covers ``offer`` for ``expected_seconds`` on top of what
-        the running agreements may still cost."""
-        if offer.pricing is None:
-            return False
-        new = offer.pricing.cost(expected_seconds, expected_seconds * offer.cpu_threads)
+    def overcharged_providers(self) -> dict[str, str]:
+        """Providers (id → name) that sent a document beyond what they may charge."""
         with self._cond:
-            committed = sum(
-                (max(r.spent, r.ceiling() or Decimal(0)) if not r.settled else r.spent
-                 for r in self._agreements.values()),
-                Decimal(0),
-            )
-        return committed + new <= self.budget
+            return dict(self._overcharged)
+
+    def committed(self) -> Decimal:
+        """The most every agreement may owe now: accepted, plus what open ones could still
+        ask for (the invoice ceiling of the module docstring)."""
+        with self._cond:
+            return self._committed(self._clock())
+
+    def _committed(self, now: float) -> Decimal:
+        total = self._reserved
+        for record in self._agreements.values():
+            if record.settled or record.tariff is None:
+                total += record.spent
+            else:
+                total += max(record.spent, self._ceiling(record, list(record.activities), now))
+        return total
+
+    def can_afford(self, offer: Offer, expected_seconds: float = HIRE_SECONDS) -> bool:
+        """Whether the budget left covers ``offer``'s start price and ``expected_seconds`` at
+        full CPU on top of what the open agreements may already owe (:meth:`may_continue`
+        then keeps it from working beyond the budget)."""
+        tariff = Tariff.of(offer.properties, offer.pricing)
+        if tariff is None:
+            return False
+        new = tariff.start + tariff.per_second(offer.cpu_threads) * to_decimal(expected_seconds)
+        with self._cond:
+            return self._committed(self._clock()) + new <= self.budget
+
+    def may_continue(self, agreement_id: str, expected_seconds: Optional[float] = None) -> bool:
+        """Whether this agreement's provider may take more work: true while the budget left
+        covers its price at full CPU for ``expected_seconds`` (default: twice the mean running
+        time of its tasks so far, at least 1 s) on top of everything committed, and the
+        provider has not overcharged."""
+        with self._cond:
+            record = self._agreements.get(agreement_id)
+            if record is None or record.tariff is None or record.ended is not None or \
+                    record.overcharged:
+                return False
+            if expected_seconds is None:
+                weights = [s.weight() for s in record.tasks]
+                mean = sum(weights) / len(weights) if weights else 0.0
+                expected_seconds = max(1.0, 2 * mean)
+            rate = record.tariff.per_second(record.cpu_threads) * (1 + TOLERANCE)
+            extra = rate * to_decimal(expected_seconds)
+            if not record.activities:
+                extra += record.tariff.start
+            ok = self._committed(self._clock()) + extra <= self.budget
+            self.out_of_budget = self.out_of_budget or not ok
+            return ok
 
     def wait_settled(self, timeout: float) -> list[AgreementCost]:
         """Wait up to ``timeout`` s until every ended agreement's invoice was decided.
 
-        Returns the agreements still without an invoice (their providers did not send one in
-        time; nothing beyond their accepted debit notes was paid).
+        Returns the agreements still without a decided invoice (their providers did not send
+        one in time; nothing beyond their accepted debit notes was paid). Task costs are final
+        when it returns.
         """
         deadline = time.monotonic() + timeout
         with self._cond:
@@ -190,113 +467,351 @@ class Payments:
                 open_ = [r for r in self._agreements.values() if not r.settled]
                 remaining = deadline - time.monotonic()
                 if not open_ or remaining <= 0 or self._stop.is_set():
+                    self._share_costs()
                     return open_
                 self._cond.wait(remaining)
+
+    # -- the checks (lock held) ----------------------------------------------------------------
+    def _bounds(self, record: AgreementCost, use: ActivityUse, now: float) -> tuple[float, float]:
+        wall = use.wall(now, record.ended)
+        duration = wall * (1 + float(TOLERANCE)) + TIME_SLACK_SECONDS
+        return duration, duration * record.cpu_threads
+
+    def _activity_ceiling(self, record: AgreementCost, use: ActivityUse, now: float) -> Decimal:
+        assert record.tariff is not None
+        tariff, threads = record.tariff, record.cpu_threads
+        max_duration, max_cpu = self._bounds(record, use, now)
+        bounds = [tariff.cost(max_duration, max_cpu)]
+        end = use.ended if use.ended is not None else record.ended
+        end = now if end is None else min(end, now)
+        if use.note_seen is not None:  # the last accepted note + the time since at full CPU
+            since = max(0.0, end - use.note_seen) + SAMPLING_SLACK_SECONDS
+            bounds.append(use.note_amount + tariff.per_second(threads) * to_decimal(since))
+        if use.reported is not None and use.reported_seen is not None:
+            # the last usage the provider reported (within our bounds) + the time since
+            since = max(0.0, end - use.reported_seen) + SAMPLING_SLACK_SECONDS
+            duration = min(use.reported.get(USAGE_DURATION, 0.0) + since, max_duration)
+            cpu = min(use.reported.get(USAGE_CPU, 0.0) + since * threads, max_cpu)
+            bounds.append(tariff.cost(duration, cpu))
+        return min(bounds)
+
+    def _ceiling(self, record: AgreementCost, activity_ids: Sequence[str], now: float) -> Decimal:
+        return sum((self._activity_ceiling(record, record.activities[a], now)
+                    for a in activity_ids), Decimal(0))
+
+    def _check_note(self, record: AgreementCost, note: Any,
+                    now: float) -> Optional[tuple[str, str, bool, bool]]:
+        """``(reason, message, overcharge, usage fits)`` when the note must be refused."""
+        amount: Decimal = note.total_amount_due
+        use = record.activities.get(note.activity_id)
+        if use is None:
+            return (UNSOLICITED_SERVICE, f"activity {note.activity_id} was not created by us "
+                    "under this agreement", True, False)
+        tariff = record.tariff
+        if tariff is None:
+            return INCORRECT_AMOUNT, NO_PRICE, False, False
+        usage = tariff.counters(note.usage_counter_vector)
+        if amount < use.note_amount:
+            return (INCORRECT_AMOUNT, f"amount {amount} is below the {use.note_amount} already "
+                    "accepted (debit notes are cumulative)", False, False)
+        if usage is not None and use.note_usage is not None:
+            fell = [k for k, v in usage.items() if v < use.note_usage.get(k, 0.0)]
+            if fell:
+                return (INCORRECT_AMOUNT, f"usage counters {fell} decreased (debit notes are "
+                        "cumulative)", False, False)
+        max_duration, max_cpu = self._bounds(record, use, now)
+        if usage is None:
+            allowed = tariff.cost(max_duration, max_cpu)
+        else:
+            duration, cpu = usage.get(USAGE_DURATION, 0.0), usage.get(USAGE_CPU, 0.0)
+            if duration > max_duration or cpu > max_cpu:
+                return (INCORRECT_AMOUNT, f"reported usage (duration {duration:.3f} s, cpu "
+                        f"{cpu:.3f} s) exceeds what we observed (at most {max_duration:.3f} s, "
+                        f"{max_cpu:.3f} CPU s)", True, False)
+            allowed = tariff.cost(duration, cpu)
+        ceiling = allowed * (1 + TOLERANCE) + AMOUNT_EPSILON
+        if amount > ceiling:
+            return (INCORRECT_AMOUNT, f"amount {amount} exceeds the agreed price of the usage "
+                    f"({allowed})", True, usage is not None)
+        return None
+
+    def _check_invoice(self, record: AgreementCost, invoice: Any,
+                       now: float) -> Optional[tuple[str, str]]:
+        listed = list(dict.fromkeys(invoice.activity_ids))
+        strangers = [a for a in listed if a not in record.activities]
+        if strangers:
+            return UNSOLICITED_SERVICE, f"activities {strangers} were not created by us"
+        if record.tariff is None:
+            return INCORRECT_AMOUNT, NO_PRICE
+        allowed = self._ceiling(record, listed, now)
+        if invoice.amount > allowed * (1 + TOLERANCE) + AMOUNT_EPSILON:
+            return (INCORRECT_AMOUNT, f"amount {invoice.amount} exceeds the agreed price of "
+                    f"the time used ({allowed})")
+        return None
+
+    def _flag(self, record: AgreementCost) -> None:
+        # lock held; the event is emitted by the caller once the lock is released
+        record.overcharged = True
+        self._overcharged[record.provider_id] = record.provider_name
 
     # -- event loops -----------------------------------------------------------------------------
     def _debit_note_loop(self) -> None:
         self._follow(self._api.debit_note_events, "DebitNoteReceivedEvent", "debit_note_id",
-                     self._on_debit_note)
+                     self._on_debit_note, notes=True)
 
     def _invoice_loop(self) -> None:
         self._follow(self._api.invoice_events, "InvoiceReceivedEvent", "invoice_id",
-                     self._on_invoice)
+                     self._on_invoice, notes=False)
+
+    def _wanted(self, notes: bool, last_poll: float) -> bool:
+        # lock held. Notes: an agreement is open, or ended since the last poll was sent (its
+        # last notes may have come in between). Invoices: an ended agreement is owed one.
+        if notes:
+            return any(r.ended is None or r.ended >= last_poll for r in self._agreements.values())
+        return any(r.ended is not None and not r.settled for r in self._agreements.values())
 
     def _follow(self, poll: Callable[..., list[Any]], wanted: str, id_field: str,
-                handle: Callable[[str], None]) -> None:
+                handle: Callable[[str, Optional[float]], None], *, notes: bool) -> None:
         since = self._since
-        while not self._stop.is_set():
+        window = 0.0 if notes else min(self._poll_timeout, INVOICE_POLL_SECONDS)
+        seen = self._clock()  # a document a poll returns existed no earlier than this
+        sent = float("-inf")
+        while True:
+            with self._cond:
+                while not self._stop.is_set() and not self._wanted(notes, sent):
+                    self._cond.wait(1.0)
+                if self._stop.is_set():
+                    return
+            sent = self._clock()
             try:
-                events = poll(after=since, timeout=self._poll_timeout)
+                events = poll(after=since, timeout=window)
             except GolemError as exc:
                 logger.warning("payment events: %s", exc)
-                self._stop.wait(1.0)  # back off; the daemon may be restarting
+                self._pause(1.0)  # back off; the daemon may be restarting
                 continue
             for event in events:
                 since = max(since, event.event_date)
                 if event.event_type == wanted:
                     try:
-                        handle(getattr(event, id_field))
+                        handle(getattr(event, id_field), seen)
                     except GolemError as exc:
                         logger.error("could not process %s: %s", event.event_type, exc)
+            seen = sent
+            if notes and not events:
+                self._pause(DEBIT_NOTE_POLL_SECONDS)
 
-    def _on_debit_note(self, note_id: str) -> None:
+    def _pause(self, seconds: float) -> None:
+        # a wait that stop() cuts short
+        with self._cond:
+            if not self._stop.is_set():
+                self._cond.wait(seconds)
+
+    # -- documents ---------------------------------------------------------------------------------
+    def _on_debit_note(self, note_id: str, seen: Optional[float] = None) -> None:
+        if note_id in self._decided:
+            return
         note = self._api.get_debit_note(note_id)
+        amount: Decimal = note.total_amount_due
         with self._cond:
             record = self._agreements.get(note.agreement_id)
-            if record is None:
+            if record is None or note_id in self._decided:
                 return  # not one of ours (another session of the same identity)
-            activities = len(record.debit_notes | {note.activity_id: Decimal(0)})
-            ceiling = record.ceiling(activities)
-            over_budget = self._would_exceed(record, note.activity_id, note.total_amount_due)
-        if ceiling is not None and note.total_amount_due > ceiling:
-            logger.warning("debit note %s from %s asks %s, more than the agreed price allows "
-                           "(%s); not accepted", note_id, record.provider_name,
-                           note.total_amount_due, ceiling)
+            self._decided.add(note_id)
+            now = self._clock()
+            refusal = self._check_note(record, note, now)
+            extra = Decimal(0)
+            if refusal is None:
+                use = record.activities[note.activity_id]
+                new_noted = record.noted - use.note_amount + amount
+                new_spent = max(new_noted, record.invoice) if record.invoice is not None \
+                    else new_noted
+                extra = max(Decimal(0), new_spent - record.spent)
+                if self._spent() + self._reserved + extra > self.budget:
+                    refusal = (BUDGET, f"accepting it would exceed the budget {self.budget}",
+                               False, True)
+            if refusal is None or refusal[3]:  # its counters are the best usage we know
+                counters = record.tariff.counters(note.usage_counter_vector) \
+                    if record.tariff is not None else None
+                use = record.activities[note.activity_id]
+                if counters is not None:
+                    use.reported = counters
+                    use.reported_seen = self._clock() if seen is None else \
+                        max(seen, use.requested)
+            if refusal is not None:
+                self._refused_note(record, note.activity_id, amount, refusal)
+            else:
+                self._reserved += extra
+        if refusal is not None:
+            reason, message, overcharge, _ = refusal
+            logger.warning("debit note %s from %s (%s GLM) not accepted: %s", note_id,
+                           record.provider_name, amount, message)
+            self._emit(DebitNoteRejected(provider_id=record.provider_id,
+                                         provider_name=record.provider_name,
+                                         agreement_id=note.agreement_id, amount=amount,
+                                         reason=f"{reason}: {message}"))
+            if overcharge:
+                self._emit_overcharge(record, "debit note", note_id, amount, message)
             return
-        if over_budget:
-            logger.error("debit note %s would exceed the budget %s; not accepted",
-                         note_id, self.budget)
-            return
-        self._accept(self._api.accept_debit_note, note_id, note.total_amount_due)
+        try:
+            self._api.accept_debit_note(note_id, amount, self._allocation_id)
+        except GolemError:
+            with self._cond:
+                self._reserved -= extra
+            raise
+        usage = record.tariff.counters(note.usage_counter_vector) if record.tariff else None
         with self._cond:
-            previous = record.debit_notes.get(note.activity_id, Decimal(0))
-            record.debit_notes[note.activity_id] = max(previous, note.total_amount_due)
+            self._reserved -= extra
+            use = record.activities[note.activity_id]
+            if amount >= use.note_amount:
+                sampled = self._clock() if seen is None else max(seen, use.requested)
+                use.note_amount, use.note_usage, use.note_seen = amount, usage, sampled
+            self._cond.notify_all()
         self._emit(DebitNoteAccepted(provider_id=record.provider_id,
                                      provider_name=record.provider_name,
-                                     agreement_id=note.agreement_id,
-                                     amount=note.total_amount_due))
+                                     agreement_id=note.agreement_id, amount=amount))
 
-    def _on_invoice(self, invoice_id: str) -> None:
+    def _refused_note(self, record: AgreementCost, activity_id: str, amount: Decimal,
+                      refusal: tuple[str, str, bool, bool]) -> None:
+        # lock held
+        record.rejected_notes += 1
+        use = record.activities.get(activity_id)
+        if use is not None and refusal[0] != BUDGET:  # over budget: the invoice says unpaid
+            use.rejected = max(use.rejected, amount)
+        if refusal[2]:
+            self._flag(record)
+
+    def _on_invoice(self, invoice_id: str, seen: Optional[float] = None) -> None:
+        if invoice_id in self._decided:
+            return
         invoice = self._api.get_invoice(invoice_id)
+        amount: Decimal = invoice.amount
         with self._cond:
             record = self._agreements.get(invoice.agreement_id)
-            if record is None or record.settled:
+            if record is None or invoice_id in self._decided:
                 return
-            ceiling = record.ceiling(len(invoice.activity_ids))
-        if ceiling is not None and invoice.amount > ceiling:
-            self._reject_invoice(record, invoice_id, invoice.amount, ceiling)
+            if record.invoice is not None or record.unpaid > 0:
+                return  # decided already (a rejected invoice may be followed by a new one)
+            self._decided.add(invoice_id)
+            refusal = self._check_invoice(record, invoice, self._clock())
+            extra = max(Decimal(0), amount - record.spent)
+            over_budget = refusal is None and \
+                self._spent() + self._reserved + extra > self.budget
+            if refusal is not None:
+                record.invoice_rejected = True
+                record.rejected_invoice = max(record.rejected_invoice, amount)
+                if refusal[1] != NO_PRICE:
+                    self._flag(record)
+            elif over_budget:
+                record.unpaid = max(extra, AMOUNT_EPSILON)
+                self._share_costs()
+            else:
+                self._reserved += extra
+            self._cond.notify_all()
+        if refusal is not None:
+            self._reject_invoice(record, invoice_id, amount, *refusal)
             return
-        self._accept(self._api.accept_invoice, invoice_id, invoice.amount)
+        if over_budget:
+            message = (f"accepting it would take the total over the budget {self.budget} "
+                       f"({self.spent} accepted); left unpaid")
+            logger.error("invoice %s from %s for %s GLM: %s", invoice_id, record.provider_name,
+                         amount, message)
+            self._emit(InvoiceUnpaid(provider_id=record.provider_id,
+                                     provider_name=record.provider_name,
+                                     agreement_id=record.agreement_id, amount=amount,
+                                     reason=message))
+            return
+        try:
+            self._api.accept_invoice(invoice_id, amount, self._allocation_id)
+        except GolemError as exc:
+            with self._cond:
+                self._reserved -= extra
+                record.unpaid = max(extra, AMOUNT_EPSILON)
+                self._share_costs()
+                self._cond.notify_all()
+            self._emit(InvoiceUnpaid(provider_id=record.provider_id,
+                                     provider_name=record.provider_name,
+                                     agreement_id=record.agreement_id, amount=amount,
+                                     reason=f"the daemon refused to accept it: {exc}"))
+            raise
         with self._cond:
-            record.invoice = invoice.amount
-            self._share_cost(record)
+            self._reserved -= extra
+            record.invoice = amount
+            self._share_costs()
             self._cond.notify_all()
         self._emit(InvoiceAccepted(provider_id=record.provider_id,
                                    provider_name=record.provider_name,
-                                   agreement_id=invoice.agreement_id, amount=invoice.amount))
-
-    def _would_exceed(self, record: AgreementCost, activity_id: str, due: Decimal) -> bool:
-        # called with the lock held
-        others = sum((r.spent for r in self._agreements.values() if r is not record), Decimal(0))
-        notes = dict(record.debit_notes)
-        notes[activity_id] = max(notes.get(activity_id, Decimal(0)), due)
-        return others + sum(notes.values(), Decimal(0)) > self.budget
-
-    def _accept(self, call: Callable[..., None], doc_id: str, amount: Decimal) -> None:
-        call(doc_id, amount, self._allocation_id)
+                                   agreement_id=invoice.agreement_id, amount=amount))
 
     def _reject_invoice(self, record: AgreementCost, invoice_id: str, amount: Decimal,
-                        ceiling: Decimal) -> None:
-        message = f"amount {amount} exceeds the agreed price for the time used ({ceiling})"
-        logger.warning("invoice %s from %s rejected: %s", invoice_id, record.provider_name, message)
+                        reason: str, message: str) -> None:
+        logger.warning("invoice %s from %s rejected (%s): %s", invoice_id, record.provider_name,
+                       reason, message)
         try:
-            self._api.reject_invoice(invoice_id, reason="INCORRECT_AMOUNT", message=message)
+            self._api.reject_invoice(invoice_id, reason=reason, message=message)
         except ApiError as exc:
             logger.error("reject invoice %s: %s", invoice_id, exc)
-        with self._cond:
-            record.invoice_rejected = True
-            self._cond.notify_all()
         self._emit(InvoiceRejected(provider_id=record.provider_id,
                                    provider_name=record.provider_name,
                                    agreement_id=record.agreement_id, amount=amount,
-                                   reason=message))
+                                   reason=f"{reason}: {message}"))
+        if message != NO_PRICE:
+            self._emit_overcharge(record, "invoice", invoice_id, amount, message)
 
-    @staticmethod
-    def _share_cost(record: AgreementCost) -> None:
-        # called with the lock held: split the agreement's cost by running time
-        total_time = sum(t.running_time for t in record.tasks)
-        for task in record.tasks:
-            share = task.running_time / total_time if total_time > 0 else 1 / len(record.tasks)
-            part = (record.spent * Decimal(repr(share))).quantize(Decimal("1e-18"))
-            task.cost = part if task.cost is None else task.cost + part  # retries add up
+    def _emit_overcharge(self, record: AgreementCost, kind: str, doc_id: str, amount: Decimal,
+                         message: str) -> None:
+        self._emit(ProviderOvercharged(provider_id=record.provider_id,
+                                       provider_name=record.provider_name,
+                                       agreement_id=record.agreement_id, document=kind,
+                                       document_id=doc_id, amount=amount, reason=message))
+
+    # -- the cost ledger (lock held) ----------------------------------------------------------
+    def _share_costs(self) -> None:
+        """Set every task's cost: each agreement's spend split by running time there (an
+        agreement without tasks over every task), largest remainders, summing exactly."""
+        costs: dict[int, Decimal] = {}
+        tasks: dict[int, Task[Any]] = {}
+        orphaned = Decimal(0)
+        for record in self._agreements.values():
+            amount = record.spent
+            if not record.tasks:
+                orphaned += amount
+                continue
+            weights: dict[int, float] = {}
+            for share in record.tasks:
+                tasks[id(share.task)] = share.task
+                weights[id(share.task)] = weights.get(id(share.task), 0.0) + share.weight()
+            for key, part in _split(amount, weights).items():
+                costs[key] = costs.get(key, Decimal(0)) + part
+        if orphaned and tasks:
+            overall = {key: max(0.0, task.running_time) for key, task in tasks.items()}
+            for key, part in _split(orphaned, overall).items():
+                costs[key] = costs.get(key, Decimal(0)) + part
+        for key, task in tasks.items():
+            task.cost = costs.get(key, Decimal(0))
+
+
+def _split(amount: Decimal, weights: Mapping[int, float]) -> dict[int, Decimal]:
+    """``amount`` in proportion to ``weights`` (equal shares if they are all zero), rounded to
+    the amount's smallest unit (at least 1e-18) by largest remainder: the parts sum exactly."""
+    if not weights:
+        return {}
+    exponent = amount.as_tuple().exponent
+    places = min(-18, exponent if isinstance(exponent, int) else -18)
+    unit = Decimal(1).scaleb(places)
+    units = int((amount / unit).to_integral_value(rounding=ROUND_FLOOR))
+    raw = {k: to_decimal(w) for k, w in weights.items()}
+    total = sum(raw.values(), Decimal(0))
+    if total <= 0:
+        raw = {k: Decimal(1) for k in weights}
+        total = Decimal(len(raw))
+    base: dict[int, int] = {}
+    remainders: list[tuple[Decimal, int]] = []
+    for key, weight in raw.items():
+        exact = Decimal(units) * weight / total
+        whole = int(exact.to_integral_value(rounding=ROUND_FLOOR))
+        base[key] = whole
+        remainders.append((exact - whole, key))
+    left = units - sum(base.values())
+    for _, key in sorted(remainders, key=lambda r: (-r[0], r[1]))[:left]:
+        base[key] += 1
+    return {key: unit * count for key, count in base.items()}

@@ -113,7 +113,10 @@ class Ledger(Protocol):
 
     def add_task(self, agreement_id: str, task: Task[Any]) -> None: ...
 
-    def activity_started(self, agreement_id: str, activity_id: str) -> None: ...
+    def activity_started(self, agreement_id: str, activity_id: str,
+                         requested_at: Optional[float] = None) -> None: ...
+
+    def activity_ended(self, agreement_id: str, activity_id: str) -> None: ...
 
     def may_continue(self, agreement_id: str) -> bool: ...
 
@@ -258,11 +261,12 @@ class ProviderSession:
     # -- the activity ----------------------------------------------------------------------------
     def _open_activity(self) -> WorkContext:
         hire = self.hire
+        requested_at = time.monotonic()  # the ledger bounds usage by what we observed
         activity_id = self._activity.create_activity(
             hire.agreement_id, timeout=self._settings.activity_timeout)
         with self._activity_lock:
             self.activity_id = activity_id
-        self._ledger.activity_started(hire.agreement_id, activity_id)
+        self._ledger.activity_started(hire.agreement_id, activity_id, requested_at)
         if self._stop.is_set():  # stopped while the activity was being created
             raise ActivityTerminated("the job is stopping", provider=hire.provider_name)
         runner = BatchRunner(self._activity, activity_id, provider_id=hire.provider_id,
@@ -300,6 +304,7 @@ class ProviderSession:
             self._activity.destroy_activity(activity_id)
         except GolemError as exc:
             logger.info("destroy activity on %s: %s", self.hire.provider_name, exc)
+        self._ledger.activity_ended(self.hire.agreement_id, activity_id)
 
     # -- the worker generator ------------------------------------------------------------------
     def _serve(self) -> None:

@@ -7,6 +7,13 @@ plain-text table meant for a terminal or a log::
     alpha           12       0        0    3.41  0.0012340000
     ...
     total           50       0        1   12.02  0.0051230000   (wall 4.2 s, 0.00010246 per task)
+    rejected                                       0.0370200000   (asked beyond the agreed price)
+    unpaid                                         0.0004000000   (fitting invoices over the budget)
+
+``rejected`` is, per agreement, the largest claim refused for not fitting the price (an
+invoice, or the highest debit note: notes are cumulative); ``unpaid`` what fitting invoices
+asked beyond the accepted debit notes when accepting them would have exceeded the budget. Both
+rows appear only when not zero; a provider that overcharged is flagged on its row.
 """
 
 from __future__ import annotations
@@ -21,10 +28,14 @@ from .events import (
     AgreementCreated,
     AgreementTerminated,
     DebitNoteAccepted,
+    DebitNoteRejected,
     Event,
     InvoiceAccepted,
+    InvoiceRejected,
+    InvoiceUnpaid,
     JobFinished,
     JobStarted,
+    ProviderOvercharged,
     TaskAccepted,
     TaskFailedEvent,
     TaskRetried,
@@ -43,7 +54,20 @@ class ProviderLine:
     cost: Decimal = Decimal(0)
     agreements: int = 0
     released_after_failure: bool = False
+    overcharged: bool = False
     _noted: dict[str, Decimal] = field(default_factory=dict, repr=False)  # agreement -> notes
+    _refused: dict[str, Decimal] = field(default_factory=dict, repr=False)  # agreement -> claim
+    _unpaid: dict[str, Decimal] = field(default_factory=dict, repr=False)  # agreement -> amount
+
+    @property
+    def rejected(self) -> Decimal:
+        """GLM asked and refused (per agreement, the largest refused claim)."""
+        return sum(self._refused.values(), Decimal(0))
+
+    @property
+    def unpaid(self) -> Decimal:
+        """GLM of fitting invoices left unpaid (the budget), beyond their debit notes."""
+        return sum(self._unpaid.values(), Decimal(0))
 
 
 class Summary:
@@ -85,6 +109,18 @@ class Summary:
             self._line(event.provider_id, event.provider_name).retries += 1
         elif isinstance(event, (DebitNoteAccepted, InvoiceAccepted)):
             self._cost(event)
+        elif isinstance(event, (DebitNoteRejected, InvoiceRejected)):
+            if event.reason.startswith("BUDGET"):
+                return  # not the provider's fault: its invoice will say what is unpaid
+            line = self._line(event.provider_id, event.provider_name)
+            previous = line._refused.get(event.agreement_id, Decimal(0))
+            line._refused[event.agreement_id] = max(previous, event.amount)
+        elif isinstance(event, InvoiceUnpaid):
+            line = self._line(event.provider_id, event.provider_name)
+            noted = line._noted.get(event.agreement_id, Decimal(0))
+            line._unpaid[event.agreement_id] = max(Decimal(0), event.amount - noted)
+        elif isinstance(event, ProviderOvercharged):
+            self._line(event.provider_id, event.provider_name).overcharged = True
 
     def _cost(self, event: DebitNoteAccepted | InvoiceAccepted) -> None:
         line = self._line(event.provider_id, event.provider_name)
@@ -110,6 +146,24 @@ class Summary:
             return sum((p.cost for p in self.providers.values()), Decimal(0))
 
     @property
+    def rejected(self) -> Decimal:
+        """Total GLM asked and refused (see the module docstring)."""
+        with self._lock:
+            return sum((p.rejected for p in self.providers.values()), Decimal(0))
+
+    @property
+    def unpaid(self) -> Decimal:
+        """Total GLM of fitting invoices left unpaid because of the budget."""
+        with self._lock:
+            return sum((p.unpaid for p in self.providers.values()), Decimal(0))
+
+    @property
+    def overcharged(self) -> list[str]:
+        """Names of the providers that asked more than they may."""
+        with self._lock:
+            return sorted(p.name for p in self.providers.values() if p.overcharged)
+
+    @property
     def wall_seconds(self) -> float:
         with self._lock:
             if self.started is None:
@@ -120,11 +174,14 @@ class Summary:
         with self._lock:
             lines = sorted(self.providers.values(), key=lambda p: p.name)
         wall, cost = self.wall_seconds, self.total_cost
+        rejected, unpaid = self.rejected, self.unpaid
         done = sum(p.tasks_done for p in lines)
         rows = [f"{'provider':<16}{'tasks':>7}{'failed':>8}{'retried':>9}{'time s':>9}"
                 f"{'cost GLM':>18}"]
         for p in lines:
-            flag = "  (released after a failure)" if p.released_after_failure else ""
+            flags = [f for f, on in (("released after a failure", p.released_after_failure),
+                                     ("overcharged", p.overcharged)) if on]
+            flag = f"  ({', '.join(flags)})" if flags else ""
             rows.append(f"{p.name[:16]:<16}{p.tasks_done:>7}{p.tasks_failed:>8}{p.retries:>9}"
                         f"{p.busy_seconds:>9.2f}{p.cost:>18.10f}{flag}")
         per_task = f"{cost / done:.10f}" if done else "-"
@@ -132,4 +189,11 @@ class Summary:
                     f"{sum(p.retries for p in lines):>9}"
                     f"{sum(p.busy_seconds for p in lines):>9.2f}{cost:>18.10f}"
                     f"   (wall {wall:.1f} s, {per_task} GLM per task)")
+        blank = " " * 33
+        if rejected:
+            rows.append(f"{'rejected':<16}{blank}{rejected:>18.10f}   (asked beyond the agreed "
+                        "price)")
+        if unpaid:
+            rows.append(f"{'unpaid':<16}{blank}{unpaid:>18.10f}   (fitting invoices over the "
+                        "budget)")
         return "\n".join(rows)

@@ -19,6 +19,7 @@ from typing import Any, Optional, Union
 
 USAGE_VECTOR = ("golem.usage.cpu_sec", "golem.usage.duration_sec")
 DEFAULT_DEBIT_NOTE_INTERVAL = 2.0
+OVERCHARGE_ON = ("both", "debit_notes", "invoices")
 _NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
           "india", "juliett", "kilo", "lima", "mike", "november", "oscar", "papa")
 
@@ -33,6 +34,14 @@ class ProviderSpec:
     probabilities the exe-unit draws from its seeded RNG. ``refuse_agreement`` makes the
     provider reject every agreement; ``no_invoice`` makes it never send an invoice;
     ``approval_delay`` is how long it takes to approve (or reject) a confirmed agreement.
+
+    Billing faults (honest defaults): ``overcharge`` multiplies the amounts it bills, on
+    ``overcharge_on`` = ``"both"``, ``"debit_notes"`` or ``"invoices"``; ``inflate_usage``
+    multiplies the usage counters it reports (and bills for them: the amounts stay consistent
+    with the inflated counters); ``phantom_activities`` adds that many activity ids it never ran
+    to its invoices, each billed like its costliest real activity; ``notes_after_termination``
+    makes it keep sending that many debit notes per activity after the agreement ended (every
+    debit-note interval, the duration counter still running).
     """
 
     name: str
@@ -48,9 +57,27 @@ class ProviderSpec:
     refuse_agreement: bool = False
     no_invoice: bool = False
     approval_delay: float = 0.0
+    overcharge: float = 1.0
+    overcharge_on: str = "both"
+    inflate_usage: float = 1.0
+    phantom_activities: int = 0
+    notes_after_termination: int = 0
     runtime_name: str = "vm"
     runtime_version: str = "0.4.0"
     subnet: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if self.overcharge_on not in OVERCHARGE_ON:
+            raise ValueError(f"overcharge_on must be one of {OVERCHARGE_ON}, "
+                             f"got {self.overcharge_on!r}")
+        if self.overcharge <= 0 or self.inflate_usage <= 0:
+            raise ValueError("overcharge and inflate_usage must be more than 0")
+        if self.phantom_activities < 0 or self.notes_after_termination < 0:
+            raise ValueError("phantom_activities and notes_after_termination must be >= 0")
+
+    def bills(self, document: str) -> float:
+        """The factor applied to the amount of a ``"debit_notes"`` or ``"invoices"`` document."""
+        return self.overcharge if self.overcharge_on in ("both", document) else 1.0
 
     @property
     def coeffs(self) -> list[float]:
@@ -62,7 +89,9 @@ class ProviderSpec:
 class DevnetConfig:
     """The whole simulated network. ``seed`` drives ids, fault draws and provider jitter.
 
-    ``debit_note_interval`` (seconds) is how often each running activity gets a debit note;
+    ``debit_note_interval`` (seconds) is how often each running activity gets a debit note,
+    unless the requestor's demand asks for a longer ``golem.com.scheme.payu.debit-note.
+    interval-sec?`` (see :mod:`golemsync.devnet.invoicing` for the accepted bounds);
     ``http_error_rate`` is the share of authenticated requests answered 503 before being
     handled, ``http_latency`` the mean delay added to each of them; ``subscription_ttl`` is the
     demand lifetime (the daemon's hour); ``requestor_funds`` the requestor's account balance.

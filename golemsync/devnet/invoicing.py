@@ -1,10 +1,22 @@
 """Debit notes and invoices: what the providers bill and how the requestor settles it.
 
-Each running activity gets a cumulative debit note every ``debit_note_interval`` seconds
-(linear price × usage so far); each agreement gets one invoice after it ends (the sum of its
-activities' final costs), unless its provider is configured with ``no_invoice``. Events are
-persistent and read with ``afterTimestamp`` (strictly later); by default the requestor sees
-only RECEIVED and CANCELLED events, ``X-Requestor-Events`` widens that.
+Each running activity gets a cumulative debit note every debit-note interval (linear price ×
+usage so far); each agreement gets one invoice after it ends (the sum of its activities' final
+costs), unless its provider is configured with ``no_invoice``. Events are persistent and read
+with ``afterTimestamp`` (strictly later); by default the requestor sees only RECEIVED and
+CANCELLED events, ``X-Requestor-Events`` widens that.
+
+The interval is the provider's ``debit_note_interval`` unless the agreement's demand carries
+``golem.com.scheme.payu.debit-note.interval-sec?`` between that interval and
+``MAX_DEBIT_NOTE_INTERVAL`` (a requestor may ask for fewer notes, as golem-js does with 120 s,
+never for more than the provider offers). A demand's
+``golem.com.scheme.payu.payment-timeout-sec?`` between ``PAYMENT_TIMEOUT_BOUNDS`` (PROTOCOL
+§3.6: yapapi's minimum is 18000 s) makes debit notes payable: they carry a ``paymentDueDate``.
+
+Billing faults of a provider (``ProviderSpec``): ``overcharge`` × the amounts of its debit
+notes and/or invoices, ``inflate_usage`` × its reported counters (billed consistently),
+``phantom_activities`` unknown activity ids on its invoices, ``notes_after_termination`` debit
+notes after its agreement ended.
 """
 
 from __future__ import annotations
@@ -21,12 +33,16 @@ from typing import Any, Optional
 from golemsync import money, timestamps
 from golemsync.devnet.activities import Activity
 from golemsync.devnet.agreements import Agreement
-from golemsync.devnet.config import DevnetConfig
+from golemsync.devnet.config import USAGE_VECTOR, DevnetConfig
 from golemsync.devnet.events import EventLog, UniqueClock
 from golemsync.devnet.http import HttpError, Request, Response, Router, json_response
 from golemsync.devnet.payments import PREFIX, Payments
 
 GLM_PLACES = Decimal("1e-18")
+INTERVAL_KEY = "golem.com.scheme.payu.debit-note.interval-sec?"
+PAYMENT_TIMEOUT_KEY = "golem.com.scheme.payu.payment-timeout-sec?"
+MAX_DEBIT_NOTE_INTERVAL = 86400.0
+PAYMENT_TIMEOUT_BOUNDS = (18000.0, 86400.0 * 30)
 DEFAULT_ROLE_EVENTS = ("RECEIVED", "CANCELLED")
 _CODES = {"ReceivedEvent": "RECEIVED", "AcceptedEvent": "ACCEPTED", "RejectedEvent": "REJECTED",
           "CancelledEvent": "CANCELLED", "SettledEvent": "SETTLED",
@@ -70,6 +86,8 @@ class Document:
                         paymentDueDate=self.due)
             return body
         body.update(activityId=self.activity_ids[0], totalAmountDue=money.to_wire(self.amount))
+        if self.due is not None:
+            body["paymentDueDate"] = self.due
         if self.previous_id is not None:
             body["previousDebitNoteId"] = self.previous_id
         if self.usage is not None:
@@ -81,6 +99,18 @@ def _lower(kind: str) -> str:
     return kind[0].lower() + kind[1:]
 
 
+def _number(value: Any) -> Optional[float]:
+    """A property's positive number, else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
+
+
+def _scaled(amount: Decimal, factor: float) -> Decimal:
+    if factor == 1.0:
+        return amount
+    return (amount * money.to_decimal(factor)).quantize(GLM_PLACES, rounding=ROUND_HALF_UP)
+
+
 class Invoicing:
     """Issues and settles the providers' debit notes and invoices."""
 
@@ -88,10 +118,12 @@ class Invoicing:
         self.config = config
         self.payments = payments
         self.logs = {"Invoice": EventLog(clock), "DebitNote": EventLog(clock)}
-        self._lock = threading.Lock()  # guards _docs, statuses, _accepted, _last_note
+        self._lock = threading.Lock()  # guards _docs, statuses, _accepted, the per-activity maps
         self._docs: dict[str, dict[str, Document]] = {"Invoice": {}, "DebitNote": {}}
         self._accepted: dict[str, Decimal] = {}  # activity id → amount booked via debit notes
         self._last_note: dict[str, tuple[float, str]] = {}  # activity id → (when, note id)
+        self._late_notes: dict[str, int] = {}  # activity id → notes sent after its end
+        self._ended_at: dict[str, float] = {}  # activity id → when its end was first seen
 
     def close(self) -> None:
         for log in self.logs.values():
@@ -113,36 +145,87 @@ class Invoicing:
 
     # -- issuing (provider agent thread) ---------------------------------------------------
 
+    def debit_note_interval(self, agreement: Agreement) -> float:
+        """The interval agreed: the requestor's, when within bounds, else the provider's."""
+        own = self.config.debit_note_interval
+        asked = _number(agreement.deal.demand.properties.get(INTERVAL_KEY))
+        return asked if asked is not None and own <= asked <= MAX_DEBIT_NOTE_INTERVAL else own
+
+    def payment_timeout(self, agreement: Agreement) -> Optional[float]:
+        """The requestor's payment timeout when within bounds (payable debit notes), else None."""
+        asked = _number(agreement.deal.demand.properties.get(PAYMENT_TIMEOUT_KEY))
+        low, high = PAYMENT_TIMEOUT_BOUNDS
+        return asked if asked is not None and low <= asked <= high else None
+
     def debit_notes_due(self, activities: Sequence[Activity]) -> None:
-        """Issue a cumulative debit note for every running activity whose interval elapsed."""
+        """Issue a cumulative debit note for every running activity whose interval elapsed
+        (and the late notes of providers configured with ``notes_after_termination``)."""
         now = time.monotonic()
         for activity in activities:
-            if activity.destroyed or activity.agreement.state != "Approved":
+            late = activity.destroyed or activity.agreement.state != "Approved"
+            if late and not self._late_note_due(activity):
                 continue
             with self._lock:
                 last = self._last_note.get(activity.activity_id, (activity.started, ""))
-            if now - last[0] >= self.config.debit_note_interval:
-                self._issue_debit_note(activity, last[1] or None)
+            if now - last[0] >= self.debit_note_interval(activity.agreement):
+                self._issue_debit_note(activity, last[1] or None, late)
 
-    def _issue_debit_note(self, activity: Activity, previous: Optional[str]) -> None:
-        usage = list(activity.unit.usage())
-        note = Document("DebitNote", str(uuid.uuid4()), activity.agreement,
-                        cost(activity.agreement.provider.coeffs, usage),
+    def _late_note_due(self, activity: Activity) -> bool:
+        wanted = activity.agreement.provider.spec.notes_after_termination
+        with self._lock:
+            if wanted:
+                self._ended_at.setdefault(activity.activity_id, time.monotonic())
+            return self._late_notes.get(activity.activity_id, 0) < wanted
+
+    def _issue_debit_note(self, activity: Activity, previous: Optional[str],
+                          late: bool = False) -> None:
+        spec = activity.agreement.provider.spec
+        if late:
+            with self._lock:
+                self._late_notes[activity.activity_id] = \
+                    self._late_notes.get(activity.activity_id, 0) + 1
+            usage = self._still_running(activity)
+        else:
+            usage = list(activity.unit.usage())
+        usage = [round(u * spec.inflate_usage, 6) for u in usage]
+        amount = _scaled(cost(activity.agreement.provider.coeffs, usage),
+                         spec.bills("debit_notes"))
+        note = Document("DebitNote", str(uuid.uuid4()), activity.agreement, amount,
                         [activity.activity_id], usage=usage, previous_id=previous)
+        timeout = self.payment_timeout(activity.agreement)
+        if timeout is not None:
+            note.due = timestamps.to_wire(timestamps.now() + timedelta(seconds=timeout))
         with self._lock:
             self._docs["DebitNote"][note.doc_id] = note
             self._last_note[activity.activity_id] = (time.monotonic(), note.doc_id)
         self._event(note, "ReceivedEvent")
 
+    def _still_running(self, activity: Activity) -> list[float]:
+        """A late note's usage: the final counters, the duration still running since the end."""
+        usage = list(activity.final_usage or activity.unit.usage())
+        with self._lock:
+            ended = self._ended_at.setdefault(activity.activity_id, time.monotonic())
+        if "golem.usage.duration_sec" in USAGE_VECTOR and len(usage) == len(USAGE_VECTOR):
+            index = USAGE_VECTOR.index("golem.usage.duration_sec")
+            usage[index] = round(usage[index] + max(0.0, time.monotonic() - ended), 6)
+        return usage
+
     def issue_invoice(self, agreement: Agreement, activities: Sequence[Activity]) -> None:
         """The final invoice of an ended agreement: Σ final activity costs."""
-        if agreement.provider.spec.no_invoice:
+        spec = agreement.provider.spec
+        if spec.no_invoice:
             return
         coeffs = agreement.provider.coeffs
-        amount = sum((cost(coeffs, a.final_usage or []) for a in activities), Decimal(0))
+        costs = [cost(coeffs, [round(u * spec.inflate_usage, 6) for u in a.final_usage or []])
+                 for a in activities]
+        ids = [a.activity_id for a in activities]
+        for _ in range(spec.phantom_activities):
+            ids.append(str(uuid.uuid4()).replace("-", ""))
+            costs.append(max(costs) if costs[:len(activities)] else cost(coeffs, [0.0, 10.0]))
+        amount = _scaled(sum(costs, Decimal(0)), spec.bills("invoices"))
         due = timestamps.now() + timedelta(seconds=self.config.invoice_due_seconds)
-        invoice = Document("Invoice", str(uuid.uuid4()), agreement, amount,
-                           [a.activity_id for a in activities], due=timestamps.to_wire(due))
+        invoice = Document("Invoice", str(uuid.uuid4()), agreement, amount, ids,
+                           due=timestamps.to_wire(due))
         with self._lock:
             self._docs["Invoice"][invoice.doc_id] = invoice
         self._event(invoice, "ReceivedEvent")

@@ -8,6 +8,7 @@ from typing import Any, Callable
 import pytest
 from devnet_http import ACTIVITY, MARKET, PAYMENT, Client
 
+from golemsync import timestamps
 from golemsync.devnet import Devnet
 
 pytestmark = pytest.mark.e2e
@@ -166,6 +167,25 @@ def test_debit_notes_are_cumulative_and_accepted_by_difference(
         reject = client.post(f"{PAYMENT}/debitNotes/{notes[0]['debitNoteId']}/reject",
                              json={"rejectionReason": "BAD_SERVICE", "totalAmountAccepted": "0"})
         assert reject.status_code == 501
+
+
+@pytest.mark.parametrize("asked, followed", [(1.0, True), (0.01, False)])
+def test_providers_follow_the_debit_note_interval_the_requestor_asks_for(
+        make_devnet: Callable[..., Devnet], asked: float, followed: bool) -> None:
+    """A longer interval than the provider's own (as golem-js proposes) is accepted, a shorter
+    one is not; a payment timeout within bounds makes debit notes payable (a due date)."""
+    net = make_devnet(debit_note_interval=0.2)
+    with Client(net) as client:
+        _, sub, demand, offers = client.hired()
+        demand["properties"].update({
+            "golem.com.scheme.payu.debit-note.interval-sec?": asked,
+            "golem.com.scheme.payu.payment-timeout-sec?": 18000})
+        client.activity(client.approved_agreement(sub, demand, offers[0]))
+        first, second = _debit_notes(client, 2)
+    gap = (timestamps.parse(second["timestamp"]) - timestamps.parse(first["timestamp"]))
+    assert (gap.total_seconds() >= 0.95) is followed
+    due = timestamps.parse(first["paymentDueDate"]) - timestamps.parse(first["timestamp"])
+    assert 17990 <= due.total_seconds() <= 18010
 
 
 def _debit_notes(client: Client, count: int) -> list[dict[str, Any]]:

@@ -1,15 +1,40 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Optional
 
-from golemsync.market import Hire, LinearPricing
-from golemsync.payments import Payments
+import pytest
+
+from golemsync.events import (
+    DebitNoteRejected,
+    Event,
+    InvoiceAccepted,
+    InvoiceUnpaid,
+    ProviderOvercharged,
+)
+from golemsync.market import Hire, LinearPricing, Offer
+from golemsync.payments import (
+    INVOICE_POLL_SECONDS,
+    SAMPLING_SLACK_SECONDS,
+    TIME_SLACK_SECONDS,
+    Payments,
+    _split,
+)
+from golemsync.summary import Summary
 from golemsync.tasks import Task
 
 PRICE = LinearPricing(Decimal("0.1"), Decimal("0.001"), Decimal("0.002"))
+VECTOR = ["golem.usage.cpu_sec", "golem.usage.duration_sec"]
+PROPS = {"golem.com.usage.vector": VECTOR,
+         "golem.com.pricing.model.linear.coeffs": [0.002, 0.001, 0.1]}
+
+
+def honest(duration: float, cpu: float) -> Decimal:
+    return PRICE.start + PRICE.per_second * Decimal(str(duration)) + \
+        PRICE.per_cpu_second * Decimal(str(cpu))
 
 
 @dataclass
@@ -17,13 +42,22 @@ class Note:
     agreement_id: str
     activity_id: str
     total_amount_due: Decimal
+    usage_counter_vector: Optional[list[float]] = None
 
 
 @dataclass
 class Invoice:
     agreement_id: str
     amount: Decimal
-    activity_ids: list[str]
+    activity_ids: list[str] = field(default_factory=list)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 class FakePayments:
@@ -47,70 +81,295 @@ class FakePayments:
         self.rejected.append((doc_id, reason))
 
 
-def make(budget: str = "1") -> tuple[Payments, FakePayments]:
-    api = FakePayments()
-    payments = Payments(api, "alloc", Decimal(budget), stop=threading.Event())
-    payments.track(Hire("ag", "0xp", "alice", PRICE, 1, {}))
-    return payments, api
+def make(budget: str = "1", threads: int = 1) -> tuple[Payments, FakePayments, Clock,
+                                                        list[Event]]:
+    api, clock, events = FakePayments(), Clock(), []
+    payments = Payments(api, "alloc", Decimal(budget), stop=threading.Event(), clock=clock,
+                        emit=events.append)
+    payments.track(Hire("ag", "0xp", "alice", PRICE, threads, PROPS))
+    payments.activity_started("ag", "act", clock.now)
+    return payments, api, clock, events
 
 
-def test_debit_note_within_the_price_is_accepted_and_booked() -> None:
-    payments, api = make()
-    api.docs["dn1"] = Note("ag", "act", Decimal("0.1001"))
+def test_debit_note_within_the_price_of_its_usage_is_accepted_and_booked() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", honest(10, 5), [5.0, 10.0])
     payments._on_debit_note("dn1")
-    assert api.accepted == [("dn1", Decimal("0.1001"), "alloc")]
-    assert payments.spent == Decimal("0.1001")
+    assert api.accepted == [("dn1", honest(10, 5), "alloc")]
+    assert payments.spent == honest(10, 5)
 
 
-def test_debit_note_above_the_agreed_price_is_not_accepted() -> None:
-    payments, api = make()
-    api.docs["dn1"] = Note("ag", "act", Decimal("0.9"))  # far more than seconds of work cost
+def test_debit_note_above_the_price_of_its_usage_is_refused_and_flagged() -> None:
+    payments, api, clock, events = make()
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", honest(10, 5) * 3, [5.0, 10.0])
     payments._on_debit_note("dn1")
     assert api.accepted == [] and payments.spent == 0
+    assert payments.rejected == honest(10, 5) * 3
+    assert payments.overcharged_providers() == {"0xp": "alice"}
+    assert [type(e) for e in events] == [DebitNoteRejected, ProviderOvercharged]
+
+
+@pytest.mark.parametrize("usage", [[1.0, 10 * 1.01 + TIME_SLACK_SECONDS + 0.1],  # duration
+                                   [25.0, 10.0]])  # CPU beyond 10 s × 2 threads (+ slack)
+def test_usage_beyond_what_we_observed_is_refused(usage: list[float]) -> None:
+    payments, api, clock, _ = make(threads=2)
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", honest(usage[1], usage[0]), usage)
+    payments._on_debit_note("dn1")
+    assert api.accepted == [] and "0xp" in payments.overcharged_providers()
+
+
+def test_note_for_an_activity_we_did_not_create_is_refused() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "other", honest(1, 0), [0.0, 1.0])
+    payments._on_debit_note("dn1")
+    assert api.accepted == [] and "0xp" in payments.overcharged_providers()
+
+
+def test_notes_must_be_cumulative() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", honest(10, 4), [4.0, 10.0])
+    api.docs["dn2"] = Note("ag", "act", honest(10, 4) - Decimal("0.001"), [4.0, 9.0])
+    api.docs["dn3"] = Note("ag", "act", honest(10, 4), [3.0, 10.0])  # CPU went down
+    for doc in ("dn1", "dn2", "dn3"):
+        payments._on_debit_note(doc)
+    assert [a[0] for a in api.accepted] == ["dn1"]
+    assert payments.overcharged_providers() == {}  # refused, but not an overcharge
+    assert payments.agreements()[0].rejected_notes == 2
+
+
+def test_a_document_is_decided_once() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", honest(10, 4), [4.0, 10.0])
+    payments._on_debit_note("dn1")
+    payments._on_debit_note("dn1")
+    assert len(api.accepted) == 1
 
 
 def test_documents_of_unknown_agreements_are_ignored() -> None:
-    payments, api = make()
+    payments, api, _, _ = make()
     api.docs["dn1"] = Note("someone-else", "act", Decimal("0.1"))
     payments._on_debit_note("dn1")
-    assert api.accepted == []
+    assert api.accepted == [] and payments.rejected == 0
 
 
 def test_invoice_accepted_settles_and_shares_cost_by_running_time() -> None:
-    payments, api = make()
+    payments, api, clock, events = make()
     first, second = Task("a"), Task("b")
-    first.running_time, second.running_time = 3.0, 1.0
     payments.add_task("ag", first)
     payments.add_task("ag", second)
+    first.running_time, second.running_time = 3.0, 1.0
+    clock.now += 5
+    payments.activity_ended("ag", "act")
     payments.ended("ag")
     api.docs["inv"] = Invoice("ag", Decimal("0.1040"), ["act"])
     payments._on_invoice("inv")
     assert api.accepted == [("inv", Decimal("0.1040"), "alloc")]
     assert payments.wait_settled(0) == []
     assert first.cost == Decimal("0.078") and second.cost == Decimal("0.026")
+    assert isinstance(events[-1], InvoiceAccepted)
 
 
 def test_overpriced_invoice_is_rejected() -> None:
-    payments, api = make()
+    payments, api, clock, _ = make()
+    clock.now += 5
     payments.ended("ag")
     api.docs["inv"] = Invoice("ag", Decimal("5"), ["act"])
     payments._on_invoice("inv")
     assert api.accepted == [] and api.rejected == [("inv", "INCORRECT_AMOUNT")]
     assert payments.wait_settled(0) == []
+    assert payments.rejected == Decimal("5")
 
 
-def test_budget_is_never_exceeded() -> None:
-    payments, api = make(budget="0.15")
-    payments.track(Hire("ag2", "0xq", "bob", PRICE, 1, {}))
-    api.docs["dn1"] = Note("ag", "a1", Decimal("0.1"))
-    api.docs["dn2"] = Note("ag2", "a2", Decimal("0.1"))
+def test_invoice_listing_activities_we_never_created_is_rejected() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 5
+    payments.ended("ag")
+    api.docs["inv"] = Invoice("ag", honest(5, 0), ["act", "phantom"])
+    payments._on_invoice("inv")
+    assert api.rejected == [("inv", "UNSOLICITED_SERVICE")]
+    assert "0xp" in payments.overcharged_providers()
+
+
+def test_invoice_is_bounded_by_the_last_note_plus_the_time_since() -> None:
+    payments, api, clock, _ = make(budget="10", threads=4)
+    clock.now += 100
+    api.docs["dn"] = Note("ag", "act", honest(100, 1), [1.0, 100.0])
+    payments._on_debit_note("dn")
+    clock.now += 1
+    payments.activity_ended("ag", "act")
+    payments.ended("ag")
+    # at most 1 s + slack more at full CPU (4 threads), far less than 101 s at full CPU
+    limit = honest(100, 1) + (PRICE.per_second + 4 * PRICE.per_cpu_second) * \
+        Decimal(str(1 + SAMPLING_SLACK_SECONDS))
+    api.docs["inv"] = Invoice("ag", limit * Decimal("1.02"), ["act"])
+    payments._on_invoice("inv")
+    assert api.rejected == [("inv", "INCORRECT_AMOUNT")]
+    api.docs["inv2"] = Invoice("ag", limit, ["act"])  # a corrected invoice is considered
+    payments._on_invoice("inv2")
+    assert [a[0] for a in api.accepted] == ["dn", "inv2"] and payments.spent == limit
+
+
+def test_no_price_means_no_payment() -> None:
+    api, clock = FakePayments(), Clock()
+    payments = Payments(api, "alloc", Decimal(1), stop=threading.Event(), clock=clock)
+    payments.track(Hire("ag", "0xp", "alice", None, 1, {}))
+    payments.activity_started("ag", "act")
+    clock.now += 10
+    api.docs["dn"] = Note("ag", "act", Decimal("0.0001"), [0.0, 1.0])
+    payments._on_debit_note("dn")
+    assert api.accepted == []
+
+
+def test_budget_is_never_exceeded_by_debit_notes() -> None:
+    payments, api, clock, events = make(budget="0.15")
+    payments.track(Hire("ag2", "0xq", "bob", PRICE, 1, PROPS))
+    payments.activity_started("ag2", "a2", clock.now)
+    clock.now += 10
+    api.docs["dn1"] = Note("ag", "act", Decimal("0.1"), [0.0, 0.0])
+    api.docs["dn2"] = Note("ag2", "a2", Decimal("0.1"), [0.0, 0.0])
     payments._on_debit_note("dn1")
     payments._on_debit_note("dn2")
     assert [a[0] for a in api.accepted] == ["dn1"]
-    assert payments.spent <= Decimal("0.15")
+    assert payments.spent <= Decimal("0.15") and payments.overcharged_providers() == {}
+    assert payments.rejected == 0  # not the provider's fault
+    summary = Summary()
+    for event in events:
+        summary(event)
+    assert summary.rejected == 0 and summary.total_cost == Decimal("0.1")
+
+
+def test_invoice_over_the_budget_is_left_unpaid_never_sent() -> None:
+    payments, api, clock, events = make(budget="0.105")
+    summary = Summary()
+    clock.now += 10
+    payments.activity_ended("ag", "act")
+    payments.ended("ag")
+    api.docs["inv"] = Invoice("ag", honest(10, 0), ["act"])  # fits the price, not the budget
+    payments._on_invoice("inv")
+    assert api.accepted == [] and api.rejected == []
+    assert payments.unpaid == honest(10, 0) and payments.wait_settled(0) == []
+    for event in events:
+        summary(event)
+    assert isinstance(events[-1], InvoiceUnpaid) and summary.unpaid == honest(10, 0)
+    assert "unpaid" in str(summary)
+
+
+def test_may_continue_until_the_budget_left_cannot_pay_the_next_task() -> None:
+    payments, api, clock, _ = make(budget="0.18", threads=2)
+    task = Task("t")
+    payments.add_task("ag", task)
+    task.running_time = 5.0  # the next task is expected to take twice the mean: 10 s
+    # committed: start 0.1 + 0.5 s of slack at full CPU (0.0025); 10 s more cost 0.0505
+    assert payments.may_continue("ag")
+    clock.now += 10
+    api.docs["dn"] = Note("ag", "act", honest(10, 10), [10.0, 10.0])  # 0.13
+    payments._on_debit_note("dn")
+    # committed: the usage reported + 2 s of sampling slack at full CPU (within the observed
+    # 10.6 s): 0.1 + 10.6 × 0.001 + 14 × 0.002 = 0.1386; 0.1386 + 0.0505 > 0.18
+    assert not payments.may_continue("ag")
+    assert payments.may_continue("ag", expected_seconds=1.0)
+    payments.ended("ag")
+    assert not payments.may_continue("ag", expected_seconds=1.0)
+    assert not payments.may_continue("unknown")
+
+
+def test_can_afford_counts_what_open_agreements_may_still_ask() -> None:
+    payments, _, clock, _ = make(budget="0.3")
+    offer = Offer("p", "0xq", "bob", PROPS, PRICE)
+    assert payments.can_afford(offer, expected_seconds=10)
+    clock.now += 100  # the running activity may now owe 0.1 + 100 s at full CPU
+    assert not payments.can_afford(offer, expected_seconds=10)
 
 
 def test_unsettled_agreements_are_reported_after_the_wait() -> None:
-    payments, _ = make()
+    payments, _, _, _ = make()
     payments.ended("ag")
     assert [r.agreement_id for r in payments.wait_settled(0.01)] == ["ag"]
+
+
+def test_wait_settled_ends_when_the_last_invoice_is_decided() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 5
+    payments.ended("ag")
+    api.docs["inv"] = Invoice("ag", honest(5, 0), ["act"])
+    decided = threading.Thread(target=payments._on_invoice, args=("inv",))
+    started = time.monotonic()
+    timer = threading.Timer(0.05, decided.start)
+    timer.start()
+    assert payments.wait_settled(10) == []
+    assert time.monotonic() - started < 2
+    timer.join()
+    decided.join()
+
+
+class PollingApi(FakePayments):
+    """Event streams that block for the whole server-side window, like the daemon."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.windows: dict[str, list[float]] = {"notes": [], "invoices": []}
+        self.release = threading.Event()
+
+    def debit_note_events(self, *, after: Any, timeout: float) -> list[Any]:
+        self.windows["notes"].append(timeout)
+        self.release.wait(timeout)
+        return []
+
+    def invoice_events(self, *, after: Any, timeout: float) -> list[Any]:
+        self.windows["invoices"].append(timeout)
+        self.release.wait(timeout)
+        return []
+
+
+def test_threads_poll_only_while_needed_and_stop_at_once() -> None:
+    api = PollingApi()
+    payments = Payments(api, "alloc", Decimal(1), stop=threading.Event(), poll_timeout=3.0)
+    payments.start()
+    try:
+        payments.track(Hire("ag", "0xp", "alice", PRICE, 1, PROPS))
+        deadline = time.monotonic() + 5
+        while not api.windows["notes"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert api.windows["invoices"] == []  # nothing owed: no invoice poll at all
+        payments.ended("ag")  # now an invoice is owed
+        while not api.windows["invoices"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        started = time.monotonic()
+        payments.stop()
+        payments.join(5)
+        stopped_in = time.monotonic() - started
+    assert set(api.windows["notes"]) == {0.0}
+    assert api.windows["invoices"] and max(api.windows["invoices"]) <= INVOICE_POLL_SECONDS
+    assert stopped_in < INVOICE_POLL_SECONDS + 0.3
+
+
+def test_split_is_exact_by_largest_remainder() -> None:
+    parts = _split(Decimal("0.0016"), {1: 1.0, 2: 1.0, 3: 1.0})
+    assert sum(parts.values()) == Decimal("0.0016")
+    assert sorted(parts.values()) == [Decimal("0.000533333333333333")] * 2 + [
+        Decimal("0.000533333333333334")]
+    assert _split(Decimal("1"), {1: 0.0, 2: 0.0}) == {1: Decimal("0.5"), 2: Decimal("0.5")}
+
+
+def test_tasks_of_an_agreement_without_tasks_share_its_cost_too() -> None:
+    payments, api, clock, _ = make()
+    payments.track(Hire("ag2", "0xq", "bob", PRICE, 1, PROPS))
+    payments.activity_started("ag2", "a2", clock.now)
+    task = Task("t")
+    payments.add_task("ag", task)
+    task.running_time = 2.0
+    clock.now += 5
+    for agreement, activity, amount in (("ag", "act", "0.101"), ("ag2", "a2", "0.102")):
+        payments.activity_ended(agreement, activity)
+        payments.ended(agreement)
+        api.docs[agreement] = Invoice(agreement, Decimal(amount), [activity])
+        payments._on_invoice(agreement)
+    assert payments.wait_settled(0) == []
+    assert task.cost == payments.spent == Decimal("0.203")

@@ -80,14 +80,19 @@ class FakeExeUnit:
 class Ledger:
     def __init__(self, budget_for: int = 1000) -> None:
         self.activities: list[str] = []
+        self.ended: list[str] = []
         self.tasks: list[Any] = []
         self.budget_for = budget_for
 
     def add_task(self, agreement_id: str, task: Task[Any]) -> None:
         self.tasks.append(task.data)
 
-    def activity_started(self, agreement_id: str, activity_id: str) -> None:
+    def activity_started(self, agreement_id: str, activity_id: str,
+                         requested_at: Optional[float] = None) -> None:
         self.activities.append(activity_id)
+
+    def activity_ended(self, agreement_id: str, activity_id: str) -> None:
+        self.ended.append(activity_id)
 
     def may_continue(self, agreement_id: str) -> bool:
         return len(self.tasks) < self.budget_for
