@@ -188,14 +188,28 @@ class GsbStorage(StorageProvider):
         return service, f"gftp://{node}/{name}"
 
     def _connect(self, services_id: str) -> websocket.WebSocket:
-        url = f"{self._ws}/{services_id}"
+        """Open the service's socket; a 503 or 429 is retried like any REST call."""
+        transport = self._client.transport
+        attempts, backoff = transport.retry.attempts, transport.retry.backoff
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._open_socket(services_id)
+            except websocket.WebSocketBadStatusException as exc:
+                if exc.status_code not in (429, 503) or attempt == attempts:
+                    raise StorageError(f"the GSB API refused the WebSocket for {services_id} "
+                                       f"(HTTP {exc.status_code})") from None
+            delay = min(transport.retry.max_backoff, backoff * 2 ** (attempt - 1))
+            if transport.stop_event.wait(delay):
+                break
+        raise StorageError("stopped while opening a GSB API WebSocket")
+
+    def _open_socket(self, services_id: str) -> websocket.WebSocket:
         try:
             ws = websocket.create_connection(
-                url, header=[f"Authorization: Bearer {self._app_key}"],
+                f"{self._ws}/{services_id}", header=[f"Authorization: Bearer {self._app_key}"],
                 subprotocols=[SUBPROTOCOL], timeout=self._connect_timeout)
-        except websocket.WebSocketBadStatusException as exc:
-            raise StorageError(f"the GSB API refused the WebSocket for {services_id} "
-                               f"(HTTP {exc.status_code})") from None
+        except websocket.WebSocketBadStatusException:
+            raise
         except (websocket.WebSocketException, OSError) as exc:
             raise StorageError(f"cannot open the GSB API WebSocket: {exc}") from None
         ws.settimeout(None)  # from now on the thread waits for requests as long as it takes

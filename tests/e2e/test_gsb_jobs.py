@@ -110,3 +110,23 @@ def test_a_service_that_is_gone_fails_its_command_cleanly(
     assert any("Transfer error" in e and "is not published" in e for e in errors), errors
     assert any("Transfer error" in e and "is not a receive slot" in e for e in errors), errors
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_transfers_survive_injected_http_errors(make_devnet: Any, tmp_path: Path,
+                                                calls: list[str]) -> None:
+    net = make_devnet(providers=2, http_error_rate=0.2)
+    source = tmp_path / "in.bin"
+    source.write_bytes(os.urandom(100_000))
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            script = ctx.new_script(timeout=60)
+            script.send_file(source, "/golem/input/in.bin")
+            back = script.download_bytes("/golem/input/in.bin")
+            yield script
+            task.accept_result(back.result() == source.read_bytes())
+
+    with golem_for(net) as golem:
+        done = list(golem.execute_tasks(worker, range(6), PAYLOAD, max_workers=2))
+    assert [t.result for t in done] == [True] * 6
+    assert "UploadFinished" in calls
