@@ -117,9 +117,12 @@ class GsbStorage(StorageProvider):
     def receive_file(self, path: Optional[Path]) -> Receiving:
         self._check_open()
         final = Path(path) if path is not None else self._tempdir / f"recv-{secrets.token_hex(8)}"
-        final.parent.mkdir(parents=True, exist_ok=True)  # missing directories are created
         partial = final.with_name(f".{final.name}.part-{secrets.token_hex(4)}")
-        slot = _Slot(open(partial, "w+b"))  # closed when the slot finishes
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)  # missing directories are created
+            slot = _Slot(open(partial, "w+b"))  # closed when the slot finishes
+        except OSError as exc:
+            raise StorageError(f"cannot receive into {final}: {exc.strerror or exc}") from exc
         try:
             service, url = self._bind(RECEIVE, slot)
         except BaseException:

@@ -188,6 +188,9 @@ def test_unreadable_files_are_refused_before_anything_is_bound(
     if not os.access(unreadable, os.R_OK):  # root reads anything
         with pytest.raises(StorageError, match="cannot publish .*Permission denied"):
             storage.publish_file(unreadable)
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(StorageError, match="cannot receive into"):
+        storage.receive_file(tmp_path / "file" / "below-a-file")
     assert devnet._node is not None and devnet._node.gsb._services == {}
 
 
