@@ -115,6 +115,8 @@ class GsbStorage(StorageProvider):
         return self._publish(handle)
 
     def receive_file(self, path: Optional[Path]) -> Receiving:
+        """A receive slot; its ``finish(True)`` raises :class:`StorageError` (and keeps
+        nothing) when the provider's upload never finished or its hash did not match."""
         self._check_open()
         final = Path(path) if path is not None else self._tempdir / f"recv-{secrets.token_hex(8)}"
         partial = final.with_name(f".{final.name}.part-{secrets.token_hex(4)}")
