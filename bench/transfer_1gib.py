@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """1 GiB up and down through the real transfer path, with bounded memory (not a test).
 
-A 1 GiB file is sent to a devnet provider (GftpStorage → golemsync-devnet-gftp → the
-exe-unit's chunked copy into /golem/input), hashed there, and downloaded back
-(/golem/output → a receive slot → renamed into place). Prints the time, the throughput,
+A 1 GiB file is sent to a devnet provider (the session's storage — the GSB API by default,
+the gftp stand-in with GOLEMSYNC_STORAGE=gftp — then the exe-unit's chunked copy into
+/golem/input), hashed there, and downloaded back (/golem/output → a receive slot → renamed
+into place). Prints the time, the throughput,
 whether both hashes match, and this process's peak RSS: it must stay far below 1 GiB, since
 the client and the in-process devnet stream in chunks.
 

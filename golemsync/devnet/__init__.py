@@ -16,6 +16,9 @@ what it simulates. One concept per module:
 * ``payments``   accounts, allocations, demand decorations; ``invoicing`` debit notes/invoices
 * ``agent``      the providers' background thread; ``events`` persistent event logs
 * ``faults``     seeded RNGs and HTTP fault draws; ``gftpstore`` the gftp stand-in's store
+* ``gsb``        services bound through the GSB API and the calls to them; ``gsbwire`` their
+  flexbuffers frames, ``gsbapi`` the routes, ``gsbsocket`` the WebSocket, ``gsbtransfer``
+  gftp's messages as the exe-unit's ``transfer`` speaks them
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from golemsync.devnet import exescript
 from golemsync.devnet.agreements import Agreement, Agreements
 from golemsync.devnet.errors import BatchNotFound, ExeScriptError, ResultsTimeout
 from golemsync.devnet.faults import derived_rng
+from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.http import HttpError, Request, Response, Router, json_response
 from golemsync.devnet.sse import sse_stream
 
@@ -78,7 +79,8 @@ class Activities:
 
     def __init__(self, agreements: Agreements, factory: ExeUnitFactory, workroot: Path,
                  gftp_root: Path, usage_vector: Sequence[str], seed: int,
-                 ping_interval: float, closing: threading.Event) -> None:
+                 ping_interval: float, closing: threading.Event,
+                 gsb: Optional[GsbServices] = None) -> None:
         self.agreements = agreements
         self.factory = factory
         self.workroot = workroot
@@ -87,6 +89,7 @@ class Activities:
         self.seed = seed
         self.ping_interval = ping_interval
         self.closing = closing
+        self.gsb = gsb
         self._lock = threading.Lock()  # guards _activities and _per_provider
         self._activities: dict[str, Activity] = {}
         self._per_provider: dict[int, int] = {}
@@ -148,7 +151,7 @@ class Activities:
         unit = self.factory(
             activity_id, workdir=workdir, provider=provider.spec,
             rng=derived_rng(self.seed, "exeunit", provider.index, ordinal),
-            gftp_root=self.gftp_root, usage_vector=list(self.usage_vector),
+            gftp_root=self.gftp_root, gsb=self.gsb, usage_vector=list(self.usage_vector),
             on_crash=lambda reason: self.on_crash(holder[0], reason) if holder else None)
         activity = Activity(activity_id, agreement, unit, workdir, started=time.monotonic())
         holder.append(activity)

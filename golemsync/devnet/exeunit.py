@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 from golemsync import timestamps
 from golemsync.devnet.capture import Capture, encode
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
+from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.sandbox import Sandbox
 from golemsync.devnet.transfer import TransferError, transfer
 
@@ -118,11 +119,13 @@ class ExeUnit:
 
     def __init__(self, activity_id: str, *, workdir: Path, provider: Any, rng: Random,
                  gftp_root: Path, usage_vector: Sequence[str],
-                 on_crash: Callable[[str], None], sandbox_mode: Optional[str] = None) -> None:
+                 on_crash: Callable[[str], None], sandbox_mode: Optional[str] = None,
+                 gsb: Optional[GsbServices] = None) -> None:
         self.activity_id = activity_id
         self.provider = provider
         self._rng = rng
         self._gftp_root = gftp_root
+        self._gsb = gsb  # the requestor's GSB services, for gftp URLs bound there
         self._usage_vector = list(usage_vector)
         self._on_crash = on_crash
         self.sandbox = Sandbox(workdir / "sandbox", mode=sandbox_mode)
@@ -376,7 +379,8 @@ class ExeUnit:
         try:
             moved = transfer(str(args.get("from", "")), str(args.get("to", "")),
                              sandbox=self.sandbox, gftp_root=self._gftp_root,
-                             abort=self._abort, format_=args.get("format"), on_progress=report)
+                             abort=self._abort, format_=args.get("format"), on_progress=report,
+                             gsb=self._gsb)
         except TransferError as exc:
             return Outcome(False, message=f"Transfer error: {exc}", return_code=1)
         if report is not None:

@@ -42,17 +42,22 @@ class HttpError(Exception):
 
 
 StreamBody = Callable[[Callable[[bytes], None]], None]
+Upgrade = Callable[[Any, Any], None]  # (socket, buffered reader): runs the switched protocol
 
 
 @dataclass
 class Response:
-    """A reply; ``stream`` (when set) writes the body itself, chunk by chunk, until it returns."""
+    """A reply; ``stream`` (when set) writes the body itself, chunk by chunk, until it returns.
+
+    ``upgrade`` (with a 101) takes the connection over once the headers are sent.
+    """
 
     status: int
     body: bytes = b""
     content_type: Optional[str] = None
     headers: dict[str, str] = field(default_factory=dict)
     stream: Optional[StreamBody] = None
+    upgrade: Optional[Upgrade] = None
 
 
 def json_response(status: int, value: Any) -> Response:

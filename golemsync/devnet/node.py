@@ -22,6 +22,8 @@ from golemsync.devnet.agreements import Agreement, Agreements
 from golemsync.devnet.config import USAGE_VECTOR, DevnetConfig
 from golemsync.devnet.events import UniqueClock
 from golemsync.devnet.faults import HttpFaults
+from golemsync.devnet.gsb import GsbServices
+from golemsync.devnet.gsbapi import GsbApi
 from golemsync.devnet.http import Router
 from golemsync.devnet.identity import identity_routes
 from golemsync.devnet.invoicing import Invoicing
@@ -51,13 +53,14 @@ class DevnetNode:
         self._own_workdir = config.workdir is None
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="golemsync-devnet-"))
         clock = UniqueClock()
+        self.gsb = GsbServices(self.node_id)  # services the requestor binds (GSB API)
         self.agent = ProviderAgent(self._tick, min(1.0, config.debit_note_interval / 4))
         self.market = Market(config, self.node_id, build_providers(config))
         self.agreements = Agreements(self.market, self.agent, clock)
         self.activities = Activities(
             self.agreements, exeunit_factory or default_exeunit_factory, self.workdir,
             gftpstore.store_root(self.node_id), USAGE_VECTOR, config.seed,
-            config.sse_ping_interval, self.closing)
+            config.sse_ping_interval, self.closing, self.gsb)
         self.payments = Payments(config, self.node_id)
         self.invoicing = Invoicing(config, self.payments, clock)
         self.agreements.on_terminated = self._agreement_ended
@@ -75,6 +78,7 @@ class DevnetNode:
         self.activities.routes(router)
         self.payments.routes(router)
         self.invoicing.routes(router)
+        GsbApi(self.gsb).routes(router)
         return router
 
     @property
@@ -99,6 +103,7 @@ class DevnetNode:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _wake_waiters(self) -> None:
+        self.gsb.close()  # first: exe-units waiting on a GSB call are released at once
         self.market.close()
         self.agreements.close()
         self.invoicing.close()

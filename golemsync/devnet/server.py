@@ -130,6 +130,12 @@ class _Handler(BaseHTTPRequestHandler):
         if response.stream is not None:
             self._write_stream(response)
             return
+        if response.upgrade is not None:  # e.g. a WebSocket: the connection is no longer HTTP
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            response.upgrade(self.connection, self.rfile)
+            return
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
         self.wfile.write(response.body)

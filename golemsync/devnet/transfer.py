@@ -1,11 +1,12 @@
 """The exe-unit's ``transfer`` command: move a file between URLs (PROTOCOL §6.2).
 
 Sources and destinations: ``container:/path`` or a bare ``/path`` (inside a volume of the
-activity's sandbox), ``gftp://node/name`` (the devnet's gftp store: a published file as the
-source, a receive slot as the destination) and ``http(s)://`` (GET to download, PUT to
-upload). Any URL may carry an integrity prefix ``hash:sha3:<hex>:`` (or ``hash://sha3:<hex>:``),
-checked against what was copied (SHA3-224 or SHA3-256 by the length of the hex). Data moves in
-chunks, so memory stays bounded for any size; a copy stops when ``abort`` is set.
+activity's sandbox), ``gftp://node/name`` (a published file as the source, a receive slot as
+the destination: through the service the requestor bound for it with the GSB API when there
+is one, else the devnet's gftp store) and ``http(s)://`` (GET to download, PUT to upload).
+Any URL may carry an integrity prefix ``hash:sha3:<hex>:`` (or ``hash://sha3:<hex>:``), checked
+against what was copied (SHA3-224 or SHA3-256 by the length of the hex). Data moves in chunks,
+so memory stays bounded for any size; a copy stops when ``abort`` is set.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any, Optional
 
 from golemsync.devnet import gftpstore
+from golemsync.devnet.gsb import GsbServices
+from golemsync.devnet.gsbtransfer import GsbSource, GsbTransferError, upload
 from golemsync.devnet.sandbox import Sandbox
 
 CHUNK = 1 << 20
@@ -35,21 +38,33 @@ Progress = Callable[[int, Optional[int]], None]
 
 def transfer(source: str, destination: str, *, sandbox: Sandbox, gftp_root: Path,
              abort: threading.Event, format_: Any = None,
-             on_progress: Optional[Progress] = None) -> int:
+             on_progress: Optional[Progress] = None,
+             gsb: Optional[GsbServices] = None) -> int:
     """Copy ``source`` to ``destination``; returns the bytes moved.
 
     ``on_progress(moved, total)`` is called after every chunk (``total`` None when unknown).
+    ``gsb`` holds the services bound through the GSB API, tried first for gftp URLs.
     """
+    try:
+        return _transfer(source, destination, sandbox, gftp_root, abort, format_,
+                         on_progress, gsb)
+    except GsbTransferError as exc:
+        raise TransferError(str(exc)) from None
+
+
+def _transfer(source: str, destination: str, sandbox: Sandbox, gftp_root: Path,
+              abort: threading.Event, format_: Any, on_progress: Optional[Progress],
+              gsb: Optional[GsbServices]) -> int:
     if format_:
         raise TransferError(f"archive format {format_!r} is not supported by the devnet")
     src_hash, src_url = _split_hash(source)
     dst_hash, dst_url = _split_hash(destination)
     expected = src_hash or dst_hash
     digest = _hasher(expected)
-    reader = _open_source(src_url, sandbox, gftp_root)
+    reader = _open_source(src_url, sandbox, gftp_root, gsb, abort)
     try:
         progress = _Counter(reader, on_progress)
-        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort)
+        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort, gsb)
     finally:
         reader.close()
     if expected is not None and digest is not None and digest.hexdigest() != expected:
@@ -68,7 +83,7 @@ class _Counter:
         try:
             self._total: Optional[int] = os.fstat(reader.fileno()).st_size
         except (OSError, ValueError, AttributeError):
-            self._total = None
+            self._total = getattr(reader, "size", None)  # a GSB source knows its size
 
     def read(self, size: int = -1) -> bytes:
         chunk = self._reader.read(size)
@@ -104,10 +119,14 @@ def _container(url: str, sandbox: Sandbox) -> Path:
         raise TransferError(str(exc)) from exc
 
 
-def _open_source(url: str, sandbox: Sandbox, gftp_root: Path) -> IO[bytes]:
+def _open_source(url: str, sandbox: Sandbox, gftp_root: Path, gsb: Optional[GsbServices],
+                 abort: threading.Event) -> Any:
     try:
         if url.startswith(("http://", "https://")):
-            return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)  # type: ignore[no-any-return]
+            return urllib.request.urlopen(url, timeout=HTTP_TIMEOUT)
+        service = gsb.gftp_service(url) if gsb is not None else None
+        if service is not None:
+            return GsbSource(service, abort)
         if url.startswith(gftpstore.SCHEME):
             return open(gftpstore.resolve_published(gftp_root, url), "rb")
         if url.startswith(("container:", "/")):
@@ -121,9 +140,12 @@ def _open_source(url: str, sandbox: Sandbox, gftp_root: Path) -> IO[bytes]:
 
 
 def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path,
-           abort: threading.Event) -> int:
+           abort: threading.Event, gsb: Optional[GsbServices]) -> int:
     if url.startswith(("http://", "https://")):
         return _put(url, reader, digest)
+    service = gsb.gftp_service(url) if gsb is not None else None
+    if service is not None:
+        return upload(service, reader, abort, digest=digest)
     try:
         if url.startswith(gftpstore.SCHEME):
             target = gftpstore.resolve_receive(gftp_root, url)

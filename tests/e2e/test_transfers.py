@@ -1,4 +1,7 @@
-"""send_* and download_* end to end: client storage, the gftp stand-in, the devnet exe-unit."""
+"""send_* and download_* end to end: client storage, the devnet exe-unit.
+
+Every test runs twice: with the GSB API (the devnet's default) and with the gftp stand-in.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,13 @@ from golemsync import CommandFailed, Script, StorageError, Task, WorkContext
 from golemsync.devnet import Devnet
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True, params=["gsb", "gftp"])
+def storage_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.delenv("GOLEMSYNC_GFTP", raising=False)
+    monkeypatch.setenv("GOLEMSYNC_STORAGE", request.param)
+    return str(request.param)
 
 
 def test_every_send_and_download_form(devnet: Devnet, tmp_path: Path) -> None:
