@@ -138,8 +138,7 @@ class Golem:
         self._events = EventBus()
         self._on_event = on_event
         self._summary = Summary()
-        self._lock = threading.Lock()  # guards _state, _jobs, _executors, _busy
-        self._storage_lock = threading.Lock()  # guards _storage (its start makes HTTP calls)
+        self._lock = threading.Lock()  # guards _state, _jobs, _executors, _busy, _storage
         self._state = "new"
         self._jobs: set[Job] = set()
         self._executors: list[GolemExecutor] = []
@@ -262,7 +261,7 @@ class Golem:
             payments.stop()
             payments.join(self.settings.poll_timeout + 5)
         self._release_allocation()
-        with self._storage_lock:
+        with self._lock:
             storage, self._storage = self._storage, None
         if storage is not None:
             storage.close()
@@ -366,14 +365,25 @@ class Golem:
 
     def storage(self) -> StorageProvider:
         """The file-transfer storage shared by all workers, started on first use."""
-        with self._storage_lock:  # not the session lock: starting it makes HTTP calls
-            if self._storage is None:
-                from .storage.factory import create_storage  # only jobs that transfer need it
+        with self._lock:
+            storage, client = self._storage, self._client
+        if storage is not None:
+            return storage
+        if client is None:
+            raise RuntimeError("use storage inside `with Golem(...) as golem:`")
+        from .storage.factory import create_storage  # only jobs that transfer need it
 
-                if self._client is None:
-                    raise RuntimeError("use storage inside `with Golem(...) as golem:`")
-                self._storage = create_storage(self._client, self.config, self._gftp_program)
-            return self._storage
+        created: Optional[StorageProvider] = create_storage(client, self.config,
+                                                            self._gftp_program)  # no lock: HTTP
+        with self._lock:
+            if self._storage is None and self._state in ("running", "starting"):
+                self._storage, created = created, None
+            storage = self._storage
+        if created is not None:
+            created.close()  # another thread won the race, or the session is closing
+        if storage is None:
+            raise RuntimeError("this Golem is closing; no new transfers")
+        return storage
 
     def subscribe(self, callback: Callback) -> Callable[[], None]:
         """Receive every later :class:`~golemsync.events.Event` (see :mod:`golemsync.events`).
