@@ -194,7 +194,7 @@ class GsbStorage(StorageProvider):
 
     def _connect(self, services_id: str) -> websocket.WebSocket:
         """Open the service's socket; a 503 or 429 is retried like any REST call."""
-        transport = self._client.transport
+        transport = self._client.session
         attempts, backoff = transport.retry.attempts, transport.retry.backoff
         for attempt in range(1, attempts + 1):
             try:
@@ -255,7 +255,7 @@ class GsbStorage(StorageProvider):
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         try:
-            return self._client.transport.call(method, url, **kwargs)
+            return self._client.session.call(method, url, **kwargs)
         except NotFound:
             if method == "DELETE":
                 return None  # already unbound (a retried DELETE, or the daemon restarted)
