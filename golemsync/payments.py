@@ -31,12 +31,16 @@ the smallest of
 * the price of the bounds above (at the activity's end);
 * the last accepted debit note's amount + the price of the time since at full CPU;
 * the price of the last usage the provider reported within the bounds above (in a note we
-  accepted, or refused only for its amount or the budget) + the time since it (duration + that
-  time, CPU + that time × ``T``), both still within the bounds above;
+  accepted, or refused only for its amount or the budget, or the activity's usage read just
+  before it was destroyed) + the time since it (duration + that time, CPU + that time × ``T``),
+  both still within the bounds above;
 
 times ``1 + TOLERANCE``, plus ``AMOUNT_EPSILON`` (else ``INCORRECT_AMOUNT``). "The time since"
 runs from the poll before the one that brought the note (providers sample usage before sending)
-to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. So an invoice can exceed what was
+to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. For the usage read just before
+the activity is destroyed (the session does that once its worker is idle) the slack is
+``FINAL_USAGE_SLACK_SECONDS`` = 1 s of duration and, for CPU, only the time from the read to
+the end at full CPU: the invoice pays what the provider's last report justifies, no more. So an invoice can exceed what was
 used by at most the price of that time at full CPU: frequent debit notes keep invoices tight.
 Only the duration and CPU counters are checked and paid for: a counter of another name is
 priced at zero. An agreement without a linear price is never paid.
@@ -104,6 +108,11 @@ TIME_SLACK_SECONDS = 0.5
 #: Absolute slack on the time since a debit note: the provider sampled its usage before the
 #: note reached us.
 SAMPLING_SLACK_SECONDS = 2.0
+#: Slack after the usage read just before an activity is destroyed, when no command was running
+#: any more: the duration may still grow until the activity ends (and the exe-unit's report may
+#: lag a little); the CPU counter only by what runs after the read (nothing: the time between
+#: the read and the end, at full CPU).
+FINAL_USAGE_SLACK_SECONDS = 1.0
 #: Absolute slack on amounts: rounding to 18 places of counters rounded to microseconds.
 AMOUNT_EPSILON = Decimal("1e-15")
 #: How often the debit-note thread looks for new notes while an agreement is open.
@@ -181,6 +190,7 @@ class ActivityUse:
     note_seen: Optional[float] = None  # the note existed no earlier than this instant
     reported: Optional[dict[str, float]] = None  # last usage reported within our bounds
     reported_seen: Optional[float] = None
+    final: bool = False  # ``reported`` is the usage read just before the activity was destroyed
     rejected: Decimal = Decimal(0)  # highest debit-note amount refused
 
     def wall(self, at: float, agreement_ended: Optional[float]) -> float:
@@ -337,13 +347,27 @@ class Payments:
                 requested_at = max([record.started, *ends])
             record.activities[activity_id] = ActivityUse(activity_id, requested_at)
 
-    def activity_ended(self, agreement_id: str, activity_id: str) -> None:
-        """Record that the activity was destroyed (its counters stop here)."""
+    def activity_ended(self, agreement_id: str, activity_id: str,
+                       final_usage: Optional[Sequence[float]] = None) -> None:
+        """Record that the activity was destroyed (its counters stop here). ``final_usage``
+        is its usage vector read just before (``GET .../usage``): within the observed bounds it
+        becomes the last usage reported, ``FINAL_USAGE_SLACK_SECONDS`` before the end."""
         with self._cond:
             record = self._agreements.get(agreement_id)
             use = record.activities.get(activity_id) if record is not None else None
-            if use is not None and use.ended is None:
-                use.ended = self._clock()
+            if record is None or use is None or use.ended is not None:
+                return
+            now = self._clock()
+            use.ended = now
+            if final_usage is None or record.tariff is None:
+                return
+            counters = record.tariff.counters(list(final_usage))
+            if counters is None:
+                return
+            max_duration, max_cpu = self._bounds(record, use, now)
+            if (counters.get(USAGE_DURATION, 0.0) <= max_duration
+                    and counters.get(USAGE_CPU, 0.0) <= max_cpu):
+                use.reported, use.reported_seen, use.final = counters, now, True
 
     def ended(self, agreement_id: str) -> None:
         """Record that the agreement was terminated (its invoice can now arrive)."""
@@ -489,9 +513,11 @@ class Payments:
             bounds.append(use.note_amount + tariff.per_second(threads) * to_decimal(since))
         if use.reported is not None and use.reported_seen is not None:
             # the last usage the provider reported (within our bounds) + the time since
-            since = max(0.0, end - use.reported_seen) + SAMPLING_SLACK_SECONDS
+            gap = max(0.0, end - use.reported_seen)
+            since = gap + (FINAL_USAGE_SLACK_SECONDS if use.final else SAMPLING_SLACK_SECONDS)
+            busy = gap if use.final else since
             duration = min(use.reported.get(USAGE_DURATION, 0.0) + since, max_duration)
-            cpu = min(use.reported.get(USAGE_CPU, 0.0) + since * threads, max_cpu)
+            cpu = min(use.reported.get(USAGE_CPU, 0.0) + busy * threads, max_cpu)
             bounds.append(tariff.cost(duration, cpu))
         return min(bounds)
 

@@ -31,7 +31,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
@@ -116,7 +116,8 @@ class Ledger(Protocol):
     def activity_started(self, agreement_id: str, activity_id: str,
                          requested_at: Optional[float] = None) -> None: ...
 
-    def activity_ended(self, agreement_id: str, activity_id: str) -> None: ...
+    def activity_ended(self, agreement_id: str, activity_id: str,
+                       final_usage: Optional[Sequence[float]] = None) -> None: ...
 
     def may_continue(self, agreement_id: str) -> bool: ...
 
@@ -239,13 +240,15 @@ class ProviderSession:
     def run(self) -> SessionEnd:
         """Serve the job until it has nothing left for this provider. Never raises."""
         self._tasks.join(self.hire.provider_id)
+        idle = False  # whether the worker ended with no command running
         try:
             self._serve()
+            idle = True
             return SessionEnd()
         except BaseException as exc:  # noqa: B036 - the thread must report every ending
             return self._ending(exc)
         finally:
-            self._destroy_activity()
+            self._destroy_activity(idle)
             self._tasks.leave(self.hire.provider_id)
 
     def _ending(self, exc: BaseException) -> SessionEnd:
@@ -293,18 +296,26 @@ class ProviderSession:
     def interrupt(self) -> None:
         """The job is stopping (``stop`` is set): destroy the activity now, from the stopping
         thread, so a results poll in flight ends at once instead of waiting out its window."""
-        self._destroy_activity()
+        self._destroy_activity(idle=False)
 
-    def _destroy_activity(self) -> None:
+    def _destroy_activity(self, idle: bool = True) -> None:
+        """Destroy the activity (once). When ``idle`` (no command running), its usage is read
+        first: the ledger bounds the invoice by it."""
         with self._activity_lock:
             activity_id, self.activity_id = self.activity_id, None
         if activity_id is None:
             return
+        final_usage = None
+        try:  # the usage at the end bounds what the invoice may ask for this activity
+            if idle and not self._stop.is_set():
+                final_usage = self._activity.get_usage(activity_id).current_usage
+        except GolemError as exc:
+            logger.info("usage of the activity on %s: %s", self.hire.provider_name, exc)
         try:
             self._activity.destroy_activity(activity_id)
         except GolemError as exc:
             logger.info("destroy activity on %s: %s", self.hire.provider_name, exc)
-        self._ledger.activity_ended(self.hire.agreement_id, activity_id)
+        self._ledger.activity_ended(self.hire.agreement_id, activity_id, final_usage)
 
     # -- the worker generator ------------------------------------------------------------------
     def _serve(self) -> None:
@@ -321,7 +332,7 @@ class ProviderSession:
                 if not self._recover(exc, feed, streak):
                     raise
                 if isinstance(exc, JobTimeout):  # the timed-out batch may still be running
-                    self._destroy_activity()
+                    self._destroy_activity(idle=False)
                     ctx = self._open_activity()
                 continue
             feed.settle_implicitly()

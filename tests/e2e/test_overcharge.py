@@ -153,3 +153,18 @@ def test_providers_stop_before_the_budget_runs_out(make_devnet: Callable[..., De
         assert agreement["accepted_total"] == agreement["invoice_amount"]
     assert golem.spent <= budget and golem.summary().unpaid == 0
     assert all(a["released"] for a in ledger["allocations"])
+
+
+def test_a_small_bill_tripled_is_caught_by_the_usage_read_at_the_end(
+        make_devnet: Callable[..., Devnet]) -> None:
+    """CPU priced high on many threads: the slack a debit note's sampling needs would cover a
+    tripled small invoice; the usage read just before the activity is destroyed does not."""
+    dear_cpu = ProviderSpec(name="cheat-node", cpu_threads=8, price_cpu_sec=0.0005,
+                            price_duration_sec=0.00001, price_start=0.0, overcharge=3.0)
+    net = make_devnet(providers=[dear_cpu], debit_note_interval=5.0)
+    with golem_for(net) as golem:
+        done = list(golem.execute_tasks(sleepy_worker, range(2), PAYLOAD, max_workers=1))
+    assert sorted(int(t.result) for t in done) == [0, 1]
+    (agreement,) = net.ledger()["agreements"]
+    assert agreement["invoice_status"] == "REJECTED"
+    assert agreement["accepted_total"] <= agreement["invoice_amount"] / 3

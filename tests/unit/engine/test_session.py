@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional
 
 import pytest
@@ -56,6 +56,8 @@ class FakeExeUnit:
             with self._lock:
                 self.destroyed.append(path.rsplit("/", 1)[1])
             return Response.from_json(None)
+        if method == "GET" and path.endswith("/usage"):
+            return Response.from_json({"timestamp": 0, "currentUsage": [0.5, 1.0]})
         if method == "GET" and path.endswith("/state"):
             return Response.from_json({"state": ["Ready", None]})
         return Response.from_json({"message": f"unexpected {method} {path}"}, status=404)
@@ -91,7 +93,8 @@ class Ledger:
                          requested_at: Optional[float] = None) -> None:
         self.activities.append(activity_id)
 
-    def activity_ended(self, agreement_id: str, activity_id: str) -> None:
+    def activity_ended(self, agreement_id: str, activity_id: str,
+                       final_usage: Optional[Sequence[float]] = None) -> None:
         self.ended.append(activity_id)
 
     def may_continue(self, agreement_id: str) -> bool:
