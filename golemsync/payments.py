@@ -40,8 +40,9 @@ runs from the poll before the one that brought the note (providers sample usage 
 to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. For the usage read just before
 the activity is destroyed (the session does that once its worker is idle) the slack is
 ``FINAL_USAGE_SLACK_SECONDS`` = 1 s of duration and, for CPU, only the time from the read to
-the end at full CPU: the invoice pays what the provider's last report justifies, no more. So an invoice can exceed what was
-used by at most the price of that time at full CPU: frequent debit notes keep invoices tight.
+the end at full CPU: the invoice pays what the provider's last report justifies, no more.
+Without that read, an invoice can exceed what was used by at most the price of "the time
+since" at full CPU: frequent debit notes keep invoices tight.
 Only the duration and CPU counters are checked and paid for: a counter of another name is
 priced at zero. An agreement without a linear price is never paid.
 
