@@ -27,6 +27,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 	$(PY) bench/transfer_1gib.py
+	$(PY) bench/faults.py
 
 docs: $(STAMP)
 	$(PY) -m pdoc golemsync -o docs/api --docformat restructuredtext
