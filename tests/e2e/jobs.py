@@ -27,15 +27,18 @@ def echo_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script
         task.accept_result(out.result().text.strip())
 
 
-def assert_all_settled(net: Devnet, golem: Golem) -> None:
-    """Every agreement ended, every invoice owed accepted, the budget kept and released."""
+def assert_all_settled(net: Devnet, golem: Golem, *, honest_only: bool = False) -> None:
+    """Every agreement ended, every invoice owed accepted (with ``honest_only``: every honest
+    provider's invoice, for its exact amount), the budget kept and released."""
     ledger = net.ledger()
+    cheats = {s.name for s in net.config.providers if s.overcharge != 1.0} if honest_only else set()
     for agreement in ledger["agreements"]:
         if agreement["state"] in ("Cancelled", "Rejected"):
             continue
         assert agreement["state"] == "Terminated", agreement
-        if agreement["invoice_id"] is not None:
+        if agreement["invoice_id"] is not None and agreement["provider_name"] not in cheats:
             assert agreement["invoice_status"] == "ACCEPTED", agreement
+            assert agreement["accepted_total"] == agreement["invoice_amount"], agreement
     (allocation,) = ledger["allocations"]
     assert allocation["released"]
     assert allocation["spent"] <= golem.budget

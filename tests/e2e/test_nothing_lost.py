@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,11 +43,13 @@ def triple_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Scri
 
 
 def faulty_network(providers: int, seed: int) -> DevnetConfig:
-    """10 % of commands fail everywhere, a fifth of the providers crash now and then."""
+    """10 % of commands fail everywhere, a fifth of the providers crash now and then, and the
+    last provider bills nine times what it should."""
     base = DevnetConfig.default(providers, seed)
     crashing = max(1, providers // 5)
     specs = [dataclasses.replace(spec, fail_rate=0.1, crash_rate=0.05 if i < crashing else 0.0)
              for i, spec in enumerate(base.providers)]
+    specs[-1] = dataclasses.replace(specs[-1], overcharge=9.0)
     return dataclasses.replace(base, providers=specs, http_error_rate=0.05)
 
 
@@ -62,7 +65,13 @@ def test_every_task_comes_back_once_under_faults(make_devnet: Callable[..., Devn
     assert [t for t in done if t.status is not TaskStatus.DONE] == []
     assert all(t.result == 3 * t.data for t in done)
     assert sum(t.attempts for t in done) > count  # faults did happen and were retried
-    assert_all_settled(net, golem)
+    cheat = config.providers[-1].name
+    for agreement in net.ledger()["agreements"]:
+        if agreement["provider_name"] == cheat and agreement["invoice_amount"] is not None:
+            assert agreement["accepted_total"] <= agreement["invoice_amount"] / 9
+    assert golem.spent <= golem.budget
+    assert sum((t.cost for t in done if t.cost is not None), Decimal(0)) == golem.spent
+    assert_all_settled(net, golem, honest_only=True)
 
 
 def test_a_missing_local_file_fails_only_its_task(devnet: Devnet, tmp_path: Path) -> None:
