@@ -4,18 +4,23 @@
 app key, which identity, payment account and allocations. Each failure comes with what to do.
 Exit code 0 when everything needed works, 1 otherwise (2 for bad usage).
 
-``offers`` publishes a demand for a VM image for a few seconds and lists the providers that
-answer, with their prices, as a table or as JSON (``--json``).
+``offers`` lists the providers whose offers meet a VM image's requirements, with their prices,
+as a table or as JSON (``--json``): from a market scan (``POST /market-api/v1/scan``) when the
+daemon has one, else by publishing a demand for a few seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Optional
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_HASH = "ab" * 28
 PLACEHOLDER_URL = "http://registry.invalid/image.gvmi"
@@ -120,9 +125,10 @@ def run_offers(args: argparse.Namespace) -> int:
 
 
 def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Subscribe a demand for ``args.timeout`` seconds; return the providers that offered."""
-    from . import timestamps
+    """The providers whose offers meet the requirements: from a market scan when the daemon
+    has one, else from a demand subscribed for ``args.timeout`` seconds."""
     from .config import Config
+    from .errors import ApiError
     from .market import PLATFORM_PREFIX, LinearPricing
     from .payload import vm
     from .rest import YagnaClient
@@ -132,24 +138,63 @@ def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
                       min_mem_gib=args.min_mem_gib, min_storage_gib=args.min_storage_gib,
                       min_cpu_threads=args.min_cpu_threads)
     platform_key = f"{PLATFORM_PREFIX}{config.payment_platform}.address"
+    clauses = [*payload.constraints, f"(golem.node.debug.subnet={config.subnet})",
+               f"({platform_key}=*)"]
     with YagnaClient(config) as client:
-        identity = client.identity.me().identity
-        properties = {**payload.properties, "golem.node.debug.subnet": config.subnet,
-                      platform_key: identity, "golem.com.payment.protocol.version": "3",
-                      "golem.srv.comp.expiration":
-                          int(timestamps.now().timestamp() * 1000) + 15 * 60 * 1000}
-        clauses = [*payload.constraints, f"(golem.node.debug.subnet={config.subnet})",
-                   f"({platform_key}=*)"]
-        subscription = client.market.subscribe_demand(properties, "(&" + "".join(clauses) + ")")
-        try:
-            proposals = _collect(client, subscription, args.timeout)
-        finally:
-            client.market.unsubscribe_demand(subscription)
+        try:  # a market scan, where the daemon has it: no demand is published
+            proposals = _scan_offers(client, "(&" + "".join(clauses) + ")", args.timeout)
+        except ApiError as exc:
+            logger.info("market scan unavailable (%s); publishing a demand", exc)
+            proposals = _demand_offers(client, config, payload, platform_key, clauses,
+                                       args.timeout)
     rows = []
     for proposal in proposals.values():
         price = LinearPricing.from_properties(proposal.properties)
         rows.append(_row(proposal, price))
     return sorted(rows, key=lambda r: (r["start_price"] is None, r["price_per_hour"] or 0))
+
+
+def _scan_offers(client: Any, constraints: str, seconds: float) -> dict[str, Any]:
+    from .errors import ApiError
+
+    scan_id = client.market.begin_scan(constraints, lifetime=max(60, int(seconds) + 30))
+    found: dict[str, Any] = {}
+    try:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            offers = client.market.collect_scan(scan_id, timeout=min(remaining, 2.0))
+            for offer in offers:
+                found[offer.provider_id] = _ScannedProposal(offer.provider_id, offer.properties)
+            if found and not offers:
+                break  # the market's offers were all returned
+    finally:
+        try:
+            client.market.end_scan(scan_id)
+        except ApiError as exc:
+            logger.debug("end scan %s: %s", scan_id, exc)
+    return found
+
+
+@dataclass(frozen=True)
+class _ScannedProposal:
+    issuer_id: str
+    properties: dict[str, Any]
+
+
+def _demand_offers(client: Any, config: Any, payload: Any, platform_key: str,
+                   clauses: list[str], seconds: float) -> dict[str, Any]:
+    from . import timestamps
+
+    identity = client.identity.me().identity
+    properties = {**payload.properties, "golem.node.debug.subnet": config.subnet,
+                  platform_key: identity, "golem.com.payment.protocol.version": "3",
+                  "golem.srv.comp.expiration":
+                      int(timestamps.now().timestamp() * 1000) + 15 * 60 * 1000}
+    subscription = client.market.subscribe_demand(properties, "(&" + "".join(clauses) + ")")
+    try:
+        return _collect(client, subscription, seconds)
+    finally:
+        client.market.unsubscribe_demand(subscription)
 
 
 def _collect(client: Any, subscription: str, seconds: float) -> dict[str, Any]:

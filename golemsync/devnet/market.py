@@ -2,11 +2,19 @@
 
 Market events are *consumed* when collected (unlike payment events). A subscription expires
 after ``subscription_ttl``; collecting on a gone subscription — also a collect that is
-waiting when the demand is unsubscribed — answers 404.
+waiting when the demand is unsubscribed — answers 404; a subscription id that is not of the
+daemon's shape (32 hex, ``-``, 64 hex) is a path error: 400 with a JSON body sent as
+``text/plain``, as the daemon 0.17.6 does.
+
+A **market scan** (``POST /scan`` ``{"type": "offer", "constraints"?, "timeout"?}`` → 201 and
+its id; ``GET /scan/{id}/events`` → the offers not yet returned, as ``Offer`` objects;
+``DELETE /scan/{id}/events`` or ``/scan/{id}``) lists every offer on the market whose
+properties meet the constraints, whatever the providers' own constraints, each once per scan.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -96,6 +104,19 @@ def _parse_demand(request: Request) -> tuple[dict[str, Any], str]:
     return flatten(properties), constraints
 
 
+_SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}-[0-9a-f]{64}$")
+DEFAULT_SCAN_TIMEOUT = 300.0  # seconds a scan lives without being collected
+
+
+@dataclass
+class Scan:
+    scan_id: str
+    constraints: str
+    expires_at: float
+    ttl: float
+    pending: deque[dict[str, Any]] = field(default_factory=deque)
+
+
 def _new_proposal_id() -> str:
     return "R-" + secrets.token_hex(32)
 
@@ -111,6 +132,7 @@ class Market:
         self._cond = threading.Condition()  # guards every attribute below
         self._subscriptions: dict[str, Subscription] = {}
         self._proposals: dict[str, Proposal] = {}
+        self._scans: dict[str, Scan] = {}
         self._closed = False
 
     def close(self) -> None:
@@ -127,6 +149,62 @@ class Market:
         router.add("POST", f"{PREFIX}/demands/{{sub}}/proposals/{{pid}}", self.counter)
         router.add("GET", f"{PREFIX}/demands/{{sub}}/proposals/{{pid}}", self.get_proposal)
         router.add("POST", f"{PREFIX}/demands/{{sub}}/proposals/{{pid}}/reject", self.reject)
+        router.add("POST", f"{PREFIX}/scan", self.begin_scan)
+        router.add("GET", f"{PREFIX}/scan/{{sub}}/events", self.collect_scan)
+        router.add("DELETE", f"{PREFIX}/scan/{{sub}}/events", self.end_scan)
+        router.add("DELETE", f"{PREFIX}/scan/{{sub}}", self.end_scan)
+        router.add("GET", f"{PREFIX}/offers", self.list_offers)
+
+    # -- scans ------------------------------------------------------------------------------
+
+    def begin_scan(self, request: Request) -> Response:
+        body = request.json_object()
+        kind, constraints, ttl = body.get("type"), body.get("constraints", ""), body.get("timeout")
+        if kind not in ("offer", "demand"):
+            raise HttpError.message(400, "Json deserialize error: unknown variant for `type`, "
+                                         "expected `offer` or `demand`")
+        if not isinstance(constraints, str) or (ttl is not None and not (
+                isinstance(ttl, (int, float)) and ttl > 0)):
+            raise HttpError.message(400, "Json deserialize error: invalid `constraints` or "
+                                         "`timeout`")
+        life = float(ttl) if ttl is not None else DEFAULT_SCAN_TIMEOUT
+        scan = Scan(secrets.token_hex(16), constraints, time.monotonic() + life, life)
+        if kind == "offer":  # this requestor node publishes no demands of its own to scan
+            for provider in self.providers:
+                if not constraints or matches(constraints, provider.properties):
+                    scan.pending.append(self._offer_object(provider))
+        with self._cond:
+            self._scans[scan.scan_id] = scan
+        return json_response(201, scan.scan_id)
+
+    def _offer_object(self, provider: SimulatedProvider) -> dict[str, Any]:
+        return {"offerId": f"{secrets.token_hex(16)}-{secrets.token_hex(32)}",
+                "providerId": provider.node_id, "properties": dict(provider.properties),
+                "constraints": provider.constraints, "timestamp": _now()}
+
+    def _live_scan(self, scan_id: str) -> Scan:
+        scan = self._scans.get(scan_id)
+        if scan is None or time.monotonic() >= scan.expires_at:
+            self._scans.pop(scan_id, None)
+            raise HttpError.message(404, f"Scan [{scan_id}] not found.")
+        return scan
+
+    def collect_scan(self, request: Request) -> Response:
+        limit = request.query_int("maxEvents") or 100
+        with self._cond:
+            scan = self._live_scan(request.params["sub"])
+            scan.expires_at = time.monotonic() + scan.ttl
+            page = [scan.pending.popleft() for _ in range(min(limit, len(scan.pending)))]
+        return json_response(200, page)
+
+    def end_scan(self, request: Request) -> Response:
+        with self._cond:
+            self._live_scan(request.params["sub"])
+            del self._scans[request.params["sub"]]
+        return empty(204)
+
+    def list_offers(self, request: Request) -> Response:
+        return json_response(200, [])  # the requestor's node publishes no offers
 
     # -- subscriptions ---------------------------------------------------------------------
 
@@ -197,6 +275,9 @@ class Market:
                 self._cond.wait(min(remaining, max(0.01, sub.expires_at - time.monotonic())))
 
     def _require_live(self, sub_id: str) -> Subscription:
+        if not _SUBSCRIPTION_ID.match(sub_id):  # the daemon: JSON body, text/plain header
+            raise HttpError(400, {"message": f"Path deserialize error: Invalid subscription "
+                                             f"id [{sub_id}]"}, content_type="text/plain")
         sub = self._subscriptions.get(sub_id)
         if sub is None or not self._live(sub):
             why = "expired" if sub is not None and sub.gone == "expired" else "unsubscribed"
@@ -275,6 +356,8 @@ class Market:
         if request.body.strip():
             request.json()
         with self._cond:
+            if request.params["pid"] not in self._proposals:  # the daemon fails internally
+                raise HttpError.message(500, f"Proposal [{request.params['pid']}] not found.")
             proposal = self._find(request.params["sub"], request.params["pid"])
             if proposal.owner != "provider":
                 raise HttpError.message(400, f"Can't reject own Proposal [{proposal.proposal_id}].")

@@ -14,6 +14,7 @@ from .wire import (
     Agreement,
     AgreementEvent,
     MarketEvent,
+    MarketOffer,
     Proposal,
     TerminationReason,
     parse_id,
@@ -38,6 +39,29 @@ class MarketApi:
     def unsubscribe_demand(self, subscription_id: str) -> None:
         """Withdraw a demand (404 when already gone)."""
         self._t.call("DELETE", f"{self._base}/demands/{_q(subscription_id)}")
+
+    # -- scans ---------------------------------------------------------------------------------
+    def begin_scan(self, constraints: str = "", *, lifetime: Optional[int] = None) -> str:
+        """Start a market scan of offers (``POST /scan``); returns its id. Raises
+        :class:`NotFound` (or another :class:`ApiError`) on a daemon without scans."""
+        body: dict[str, Any] = {"type": "offer"}
+        if constraints:
+            body["constraints"] = constraints
+        if lifetime is not None:
+            body["timeout"] = lifetime
+        reply = self._t.call("POST", f"{self._base}/scan", body=body)
+        return parse_id(reply, "a scan id")
+
+    def collect_scan(self, scan_id: str, *, timeout: float = 2.0,
+                     max_events: int = 100) -> list[MarketOffer]:
+        """The scanned offers not returned yet (waits up to ``timeout`` s for some)."""
+        reply = self._t.call("GET", f"{self._base}/scan/{_q(scan_id)}/events",
+                             params={"timeout": timeout, "maxEvents": max_events}, poll=timeout)
+        return MarketOffer.parse_list(reply)
+
+    def end_scan(self, scan_id: str) -> None:
+        """End a scan (404 when already gone)."""
+        self._t.call("DELETE", f"{self._base}/scan/{_q(scan_id)}/events")
 
     def collect_offers(self, subscription_id: str, *, timeout: float = 5.0,
                        max_events: int = 20) -> list[MarketEvent]:

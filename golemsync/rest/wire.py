@@ -122,6 +122,17 @@ class Proposal(Wire):
 
 
 @dataclass
+class MarketOffer(Wire):
+    """An offer as a market scan returns it."""
+
+    offer_id: str
+    provider_id: str
+    properties: dict[str, Any] = field(default_factory=dict)
+    constraints: str = ""
+    timestamp: Optional[datetime] = when(optional=True)
+
+
+@dataclass
 class ProposalEvent(Wire):
     proposal: Proposal
     event_date: datetime = when()

@@ -1,0 +1,56 @@
+"""Where the daemon 0.17.6 was measured to answer differently from the protocol notes, the
+devnet answers like the daemon (``../shared/LOCALNET.md`` §6), and the market scan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from devnet_http import Client
+
+from golemsync.config import Config
+from golemsync.devnet import Devnet
+from golemsync.rest import YagnaClient
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def client(devnet: Devnet) -> Iterator[Client]:
+    with Client(devnet) as c:
+        yield c
+
+
+def test_a_scan_lists_every_offer_that_meets_its_constraints_once(devnet: Devnet) -> None:
+    with YagnaClient(Config.load(app_key=devnet.app_key, api_url=devnet.url)) as yagna:
+        scan = yagna.market.begin_scan("(golem.inf.mem.gib>=8)")
+        offers = yagna.market.collect_scan(scan)
+        assert offers and all(o.properties["golem.inf.mem.gib"] >= 8 for o in offers)
+        assert len({o.provider_id for o in offers}) == len(offers)
+        assert yagna.market.collect_scan(scan, timeout=0) == []  # each offer once per scan
+        everything = yagna.market.begin_scan()
+        assert len(yagna.market.collect_scan(everything)) == 4 > len(offers)
+        yagna.market.end_scan(scan)
+        yagna.market.end_scan(everything)
+
+
+def test_scan_errors(client: Client) -> None:
+    assert client.post("/market-api/v1/scan", json={"type": "neither"}).status_code == 400
+    assert client.get("/market-api/v1/scan/nope/events").status_code == 404
+    assert client.get("/market-api/v1/offers").json() == []
+
+
+def test_events_of_a_malformed_subscription_id_are_a_text_plain_400(client: Client) -> None:
+    reply = client.get("/market-api/v1/demands/not-an-id/events")
+    assert reply.status_code == 400
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert "Path deserialize error" in reply.json()["message"]
+    well_formed = "ab" * 16 + "-" + "cd" * 32
+    assert client.get(f"/market-api/v1/demands/{well_formed}/events").status_code == 404
+
+
+def test_rejecting_an_unknown_proposal_is_a_500(client: Client) -> None:
+    sub = client.post("/market-api/v1/demands", json={"properties": {}, "constraints": ""}).json()
+    reply = client.post(f"/market-api/v1/demands/{sub}/proposals/R-{'00' * 32}/reject",
+                        json=None)
+    assert reply.status_code == 500
