@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 Output = Union[str, bytes, None]
 
 _EXIT_CODE = re.compile(r"exited with code (-?\d+)")
+# The golemsync devnet's note on a stream cut at its capture limit (devnet/capture.py).
+_TRUNCATED = re.compile(r"\b(?:stdout|stderr) truncated at \d+ MiB")
 
 #: A progress callback: ``(bytes moved so far, total bytes or None)``.
 Progress = Callable[[int, Optional[int]], None]
@@ -49,6 +51,12 @@ class CommandResult:
     message: Optional[str] = None
     exit_code: Optional[int] = None
     finished_at: Optional[datetime] = None  # when the provider reported it finished (UTC)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the provider cut ``stdout`` or ``stderr`` at its capture limit (the devnet
+        says so in ``message``; a real exe-unit never reports it)."""
+        return bool(self.message and _TRUNCATED.search(self.message))
 
     @property
     def text(self) -> str:
