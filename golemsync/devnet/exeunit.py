@@ -5,8 +5,11 @@ Ready (``deploy``, ``start``; ``terminate`` goes back to Initialized), the preco
 their exact messages, the first failing command ending its batch, cumulative results from
 index 0, the results long-poll with and without ``commandIndex`` (including the daemon's
 quirks), and runtime events for SSE subscribers. Commands run in a
-:class:`~golemsync.devnet.sandbox.Sandbox`; transfers move files between the volumes, the
-devnet's gftp store and http(s) URLs, in chunks.
+:class:`~golemsync.devnet.sandbox.Sandbox` (its docstring says what a command can reach in each
+mode); transfers move files between the volumes, the devnet's gftp store and http(s) URLs, in
+chunks. A command killed for exceeding the sandbox's process limit fails with ``ExeScript
+command killed: more than 256 processes``; output cut at the capture limit is reported in the
+result's ``message`` (see :mod:`golemsync.devnet.capture`).
 
 Each batch runs on its own thread, started by ``exec``. Runtime events are kept per batch from
 its creation, so a subscriber that connects right after ``exec`` sees every event (the daemon

@@ -14,7 +14,8 @@ chosen once per process (``GOLEMSYNC_DEVNET_SANDBOX=bwrap|plain|bare`` forces on
   --net --kill-child`` (plus ``--user --map-root-user`` when not root) when the machine
   allows it: its own pid namespace (it cannot see or signal the devnet or any other host
   process, and everything it starts, ``setsid`` children included, dies with it), a private
-  ``/proc`` and no network. Volume paths (``/golem/input`` ...) written in arguments and
+  ``/proc`` and no network; util-linux ``setpriv --pdeathsig KILL`` in front kills it if the
+  devnet dies without cleaning up. Volume paths (``/golem/input`` ...) written in arguments and
   environment values, also inside shell scripts, are rewritten to the volume directories; a
   volume path assembled at run time (``/golem/$DIR``) is not, and the working directory and
   ``HOME`` are the work volume's host directory.
@@ -124,6 +125,20 @@ def _probe(argv: list[str]) -> bool:
         return subprocess.run(argv, capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+_SETPRIV: list[str] = []
+
+
+@functools.lru_cache(maxsize=1)
+def _pdeathsig_usable() -> bool:
+    """Whether util-linux ``setpriv --pdeathsig`` works (then a plain command is killed when
+    the devnet thread that started it dies, even by SIGKILL)."""
+    path = shutil.which("setpriv")
+    if path is None or not _probe([path, "--pdeathsig", "KILL", "--", "true"]):
+        return False
+    _SETPRIV[:] = [path]
+    return True
 
 
 def default_mode() -> str:
@@ -309,7 +324,10 @@ class Sandbox:
         wrapper = [path, f"--fsize={MAX_FILE_BYTES}"]
         if self._nproc is not None:
             wrapper.append(f"--nproc={self._nproc}")
-        return (*wrapper, "--")
+        wrapper.append("--")
+        if self.mode != "bwrap" and _pdeathsig_usable():  # bwrap has --die-with-parent
+            wrapper += [*_SETPRIV, "--pdeathsig", "KILL", "--"]
+        return tuple(wrapper)
 
     def _preexec_limits(self) -> None:
         # Only without prlimit (slow path: rules out vfork). Runs in the child before exec.
@@ -556,14 +574,17 @@ def _processes_of(uid: int) -> int:
 
 def remove_tree(path: Path) -> None:
     """Remove ``path`` entirely, also folders a command made unreadable (chmod 0)."""
+    tried: set[str] = set()
 
     def unlock(function: object, name: str, exc_info: object) -> None:
-        parent = os.path.dirname(name)
+        if name in tried:  # not a permission problem (or not one chmod fixes): give up
+            return
+        tried.add(name)
         with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
+            os.chmod(os.path.dirname(name), 0o700)
             if os.path.isdir(name) and not os.path.islink(name):
                 os.chmod(name, 0o700)
-                shutil.rmtree(name, ignore_errors=True)
+                shutil.rmtree(name, onerror=unlock)
             else:
                 os.unlink(name)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -97,3 +99,72 @@ def test_a_killed_child_devnet_leaves_no_temp_folder(make_devnet: Callable[..., 
     in_process = make_devnet()
     in_process.stop()
     assert [p.name for p in temp.iterdir() if p.name.startswith("golemsync-devnet")] == []
+
+
+def marked(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    if marker.encode() in handle.read().split(b"\0"):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def gone(pids: list[int], timeout: float) -> bool:
+    """Wait (on pidfds) until every pid has exited; False on timeout."""
+    handles = []
+    try:
+        for pid in pids:
+            try:
+                handles.append(os.pidfd_open(pid))
+            except ProcessLookupError:
+                continue
+        poller = select.poll()
+        for handle in handles:
+            poller.register(handle, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        pending = len(handles)
+        while pending:
+            ready = poller.poll(max(0.0, deadline - time.monotonic()) * 1000)
+            if not ready:
+                return False
+            for handle, _ in ready:
+                poller.unregister(handle)
+                pending -= 1
+        return True
+    finally:
+        for handle in handles:
+            os.close(handle)
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "plain"])
+def test_commands_die_with_a_killed_devnet(make_devnet: Callable[..., Devnet],
+                                           monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
+    if not usable(mode):
+        pytest.skip(f"{mode} mode cannot run on this machine")
+    monkeypatch.setenv("GOLEMSYNC_DEVNET_SANDBOX", mode)
+    net = make_devnet(subprocess=True)
+    marker = f"{os.getpid() % 997}.{time.monotonic_ns() % 99991}"
+    with Client(net) as client:
+        _, sub, demand, offers = client.hired()
+        activity = client.activity(client.approved_agreement(sub, demand, offers[0]))
+        command = {"run": {"entry_point": "/bin/sh",
+                           "args": ["-c", f"echo go; exec sleep {marker}"],
+                           "capture": {"stdout": {"stream": {}}}}}
+        batch = client.exec(activity, [*BOOT, command]).json()
+        events = client.get(f"/activity-api/v1/activity/{activity}/exec/{batch}",
+                            headers={"Accept": "text/event-stream"}, stream=True)
+        with events:
+            for line in events.iter_lines(decode_unicode=True):
+                if line and "go" in line and "stdout" in line:
+                    break
+    pids = marked(marker)
+    assert pids, "the command should be running"
+    assert net._process is not None
+    net._process.kill()
+    net._process.wait(30)
+    assert gone(pids, 10)
