@@ -295,8 +295,13 @@ class Sandbox:
             inside = self._bwrap_child(process.pid) or 0
             if not inside:
                 return 0
+        proc = f"/proc/{inside}/root/proc"
         try:
-            return sum(1 for e in os.listdir(f"/proc/{inside}/root/proc") if e.isdigit())
+            # Until the sandbox has mounted its own /proc, this is a copy of the host's (the
+            # same file system): do not count the whole machine.
+            if os.stat(proc).st_dev == os.stat("/proc").st_dev:
+                return 0
+            return sum(1 for e in os.listdir(proc) if e.isdigit())
         except OSError:
             return 0
 
