@@ -37,8 +37,11 @@ for a non-root devnet, ``RLIMIT_NPROC`` (the user's processes at sandbox creatio
 Python can spawn with ``vfork``/``posix_spawn``; without ``prlimit`` a slower ``preexec_fn``
 sets them). ``RLIMIT_NPROC`` does not bind root, not even inside bwrap's user namespace, so a
 root devnet instead counts the command's processes every :data:`WATCH_INTERVAL` seconds while
-it runs (its pid namespace's ``/proc``; in bare mode its session) and kills the whole
-sandbox, failing the command, when there are more than :data:`MAX_PROCESSES`.
+it runs (a listing of its pid namespace's own ``/proc``; in bare mode, every
+:data:`BARE_WATCH_INTERVAL` seconds, a scan of ``/proc`` for its session, group and
+descendants) and kills the whole sandbox, failing the command with ``ExeScript command killed:
+more than 256 processes``, when there are more than :data:`MAX_PROCESSES`. That is containment
+after the fact, not a fork that fails: a fast fork bomb can briefly exceed the cap.
 
 **Transfer paths** are resolved by :meth:`Sandbox.open_read` / :meth:`Sandbox.open_write` one
 component at a time relative to an open directory descriptor with ``O_NOFOLLOW``, so nothing
@@ -78,6 +81,7 @@ MODES = ("bwrap", "plain", "bare")
 MAX_PROCESSES = 256  # per sandbox (beyond what the uid already runs, for a non-root devnet)
 MAX_FILE_BYTES = 8 << 30  # 8 GiB per file written by a command
 WATCH_INTERVAL = 0.05  # seconds between process counts of a root devnet's running command
+BARE_WATCH_INTERVAL = 0.25  # the same in bare mode, where a count scans all of /proc
 MAX_LINKS = 40  # symbolic links followed while resolving one transfer path (as Linux does)
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 _HOST_DIRS = ("/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
@@ -277,7 +281,8 @@ class Sandbox:
             poller = select.poll()
             poller.register(handle, select.POLLIN)
             exceeded = False
-            while not poller.poll(WATCH_INTERVAL * 1000):
+            interval = BARE_WATCH_INTERVAL if self.mode == "bare" else WATCH_INTERVAL
+            while not poller.poll(interval * 1000):
                 if not exceeded and self._count(process) > MAX_PROCESSES:
                     logger.warning("devnet sandbox: command exceeded %d processes, killed",
                                    MAX_PROCESSES)
