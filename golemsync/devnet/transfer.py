@@ -10,7 +10,7 @@ chunks, so memory stays bounded for any size; a copy stops when ``abort`` is set
 Container paths go through :meth:`Sandbox.open_read` and :meth:`Sandbox.open_write`, never a
 plain ``open`` of a host path: a link a command planted in a volume cannot make the devnet read
 or overwrite a host file (the transfer fails with ``Transfer error: ...``), and a file sent into
-a volume appears whole, by rename, once it has been copied.
+a volume appears whole, by rename, once it has been copied and its hash (if any) checked.
 """
 
 from __future__ import annotations
@@ -51,15 +51,19 @@ def transfer(source: str, destination: str, *, sandbox: Sandbox, gftp_root: Path
     dst_hash, dst_url = _split_hash(destination)
     expected = src_hash or dst_hash
     digest = _hasher(expected)
+
+    def check() -> None:
+        if expected is not None and digest is not None and digest.hexdigest() != expected:
+            raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
+                                f"got {digest.hexdigest()}")
+
     reader = _open_source(src_url, sandbox, gftp_root)
     try:
         progress = _Counter(reader, on_progress)
-        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort)
+        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort, check)
     finally:
         reader.close()
-    if expected is not None and digest is not None and digest.hexdigest() != expected:
-        raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
-                            f"got {digest.hexdigest()}")
+    check()
     return moved
 
 
@@ -121,7 +125,7 @@ def _open_source(url: str, sandbox: Sandbox, gftp_root: Path) -> IO[bytes]:
 
 
 def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path,
-           abort: threading.Event) -> int:
+           abort: threading.Event, check: Callable[[], None]) -> int:
     if url.startswith(("http://", "https://")):
         return _put(url, reader, digest)
     try:
@@ -130,7 +134,9 @@ def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path
                 return _copy(reader, out, digest, abort)
         if url.startswith(("container:", "/")):
             with sandbox.open_write(_container(url)) as out:
-                return _copy(reader, out, digest, abort)
+                moved = _copy(reader, out, digest, abort)
+                check()  # a file that fails its hash never appears in the volume
+                return moved
     except (OutsideSandbox, NotADirectoryError, IsADirectoryError) as exc:
         raise TransferError(str(exc)) from exc
     except FileNotFoundError as exc:

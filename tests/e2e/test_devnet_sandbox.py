@@ -10,14 +10,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 from devnet_http import Client
+from jobs import PAYLOAD, golem_for
 
-from golemsync import network
+from golemsync import Script, Task, WorkContext, network
 from golemsync.devnet import Devnet, sandbox
+from golemsync.devnet.capture import MAX_KEPT
 
 pytestmark = pytest.mark.e2e
 BOOT = [{"deploy": {}}, {"start": {}}]
@@ -168,3 +171,19 @@ def test_commands_die_with_a_killed_devnet(make_devnet: Callable[..., Devnet],
     net._process.kill()
     net._process.wait(30)
     assert gone(pids, 10)
+
+
+def test_the_client_sees_output_cut_at_the_capture_limit(devnet: Devnet) -> None:
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            script = ctx.new_script(timeout=60)
+            big = script.run("/bin/sh", "-c", f"head -c {MAX_KEPT + 1} /dev/zero")
+            small = script.run("/bin/sh", "-c", "echo hi")
+            yield script
+            task.accept_result((big.result(), small.result()))
+
+    with golem_for(devnet) as golem:
+        (task,) = golem.execute_tasks(worker, ["x"], PAYLOAD, max_workers=1)
+    big, small = task.result
+    assert big.success and big.truncated and len(big.stdout) == MAX_KEPT
+    assert small.success and not small.truncated

@@ -257,3 +257,15 @@ def test_destroy_removes_even_locked_folders(make_unit: MakeUnit, sandbox_mode: 
     unit.destroy()
     assert not unit.sandbox.root.exists()
 
+
+
+def test_a_file_failing_its_hash_never_appears(unit: ExeUnit, store: Path,
+                                               tmp_path: Path) -> None:
+    source = tmp_path / "payload"
+    source.write_bytes(b"payload")
+    url = gftpstore.publish(store, NODE, source)
+    wrong = "0" * 64
+    (result,) = finish(unit, [{"transfer": {"from": f"hash:sha3:{wrong}:{url}",
+                                            "to": "container:/golem/input/p"}}])
+    assert result["result"] == "Error" and "hash mismatch" in result["message"]
+    assert list(unit.sandbox.volumes["/golem/input"].iterdir()) == []
