@@ -22,7 +22,9 @@ chosen once per process (``GOLEMSYNC_DEVNET_SANDBOX=bwrap|plain|bare`` forces on
 * **bare** (plain mode where unshare cannot create namespaces): as plain, without the
   namespaces: a subprocess in its own session. Destroying the activity kills its session, its
   process group and every descendant still linked to it; a child that both leaves the
-  session and loses its parent before that survives, and a command can signal the devnet.
+  session and loses its parent before that survives, and a command can signal the devnet,
+  read the ``/proc`` entries of the user's processes and (ptrace rules permitting) their
+  memory. The devnet keeps its app key out of argv and its environment in every mode.
 
 :func:`warn_unsandboxed` prints one warning on stderr when commands run without bwrap
 (``golemsync devnet`` and :func:`golemsync.network` call it).
