@@ -8,7 +8,9 @@ chosen once per process (``GOLEMSYNC_DEVNET_SANDBOX=bwrap|plain|bare`` forces on
   new user, pid, ipc, uts and network namespaces, with the host's ``/usr``, ``/bin``,
   ``/lib*`` and ``/etc`` read-only, a private ``/tmp``, ``/proc`` and ``/dev``, and the volumes
   bound read-write at their VM paths. ``--die-with-parent`` and the pid namespace mean killing
-  the sandbox kills everything it started.
+  the sandbox kills everything it started. A root devnet adds ``--cap-drop ALL``: bwrap run by
+  root otherwise leaves the command every capability in its namespaces, enough to remount the
+  read-only host folders read-write and write to them as root.
 * **plain** (the fallback when bwrap is missing or unusable): the command runs with the
   user's rights on the host's file system, but inside ``unshare --fork --pid --mount-proc
   --net --kill-child`` (plus ``--user --map-root-user`` when not root) when the machine
@@ -351,6 +353,8 @@ class Sandbox:
         full = ["bwrap", "--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc",
                 "--unshare-uts", "--unshare-net", "--hostname", "golem-provider",
                 "--ro-bind", "/usr", "/usr"]
+        if self._root_user:  # else root keeps every capability inside: it could remount rw
+            full += ["--cap-drop", "ALL"]
         for host_dir in _HOST_DIRS:
             full += ["--ro-bind-try", host_dir, host_dir]
         full += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]

@@ -269,3 +269,19 @@ def test_a_file_failing_its_hash_never_appears(unit: ExeUnit, store: Path,
                                             "to": "container:/golem/input/p"}}])
     assert result["result"] == "Error" and "hash mismatch" in result["message"]
     assert list(unit.sandbox.volumes["/golem/input"].iterdir()) == []
+
+
+def test_bwrap_keeps_the_host_folders_read_only(make_unit: MakeUnit, sandbox_mode: str) -> None:
+    if sandbox_mode != "bwrap":
+        pytest.skip("the plain modes run with the user's rights on the host's files")
+    unit = make_unit(mode=sandbox_mode)
+    finish(unit, BOOT)
+    target = Path(f"/etc/golemsync-test-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        (result,) = finish(unit, [sh(f"grep CapEff /proc/self/status; "
+                                     f"mount -o remount,rw,bind /etc 2>/dev/null; "
+                                     f"touch {target} 2>/dev/null; true")])
+        assert not target.exists()
+        assert result["stdout"].split()[-1] == "0000000000000000"
+    finally:
+        target.unlink(missing_ok=True)
