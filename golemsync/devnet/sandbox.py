@@ -460,7 +460,9 @@ class Sandbox:
                         break
                     if last:
                         return fd, part, shown
-                    fd = _enter(fd, part, create, shown)
+                    child = _enter(fd, part, create, shown)
+                    os.close(fd)
+                    fd = child
                     walked.append(part)
             except BaseException:
                 os.close(fd)
@@ -483,22 +485,20 @@ def _link_target(dir_fd: int, name: str) -> Optional[str]:
 
 
 def _enter(dir_fd: int, name: str, create: bool, shown: str) -> int:
-    """Open subdirectory ``name`` of ``dir_fd`` (creating it if asked); closes ``dir_fd``."""
+    """Open subdirectory ``name`` of ``dir_fd`` without following a link (creating it if
+    asked); the caller still owns ``dir_fd``."""
     try:
-        try:
-            return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except FileNotFoundError:
-            if not create:
-                raise FileNotFoundError(f"path not found in container: {shown}") from None
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o755, dir_fd=dir_fd)
-            return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno in (errno.ENOTDIR, errno.ELOOP):
-                raise NotADirectoryError(f"not a directory in container: {shown}") from None
-            raise
-    finally:
-        os.close(dir_fd)
+        return os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if not create:
+            raise FileNotFoundError(f"path not found in container: {shown}") from None
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+        return _enter(dir_fd, name, False, shown)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTDIR, errno.ELOOP):
+            raise NotADirectoryError(f"not a directory in container: {shown}") from None
+        raise
 
 
 # -- processes ---------------------------------------------------------------------------------

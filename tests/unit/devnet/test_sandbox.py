@@ -285,3 +285,15 @@ def test_bwrap_keeps_the_host_folders_read_only(make_unit: MakeUnit, sandbox_mod
         assert result["stdout"].split()[-1] == "0000000000000000"
     finally:
         target.unlink(missing_ok=True)
+
+
+def test_sends_create_folders_and_refuse_files_as_folders(unit: ExeUnit, store: Path,
+                                                          tmp_path: Path) -> None:
+    assert send(unit, store, b"deep", "/golem/input/a/b/c.txt", tmp_path)["result"] == "Ok"
+    (seen,) = finish(unit, [sh("cat /golem/input/a/b/c.txt; touch /golem/work/file")])
+    assert seen["stdout"] == "deep"
+    through_a_file = send(unit, store, b"x", "/golem/work/file/x", tmp_path)
+    assert through_a_file["result"] == "Error"
+    assert "not a directory in container: /golem/work/file/x" in through_a_file["message"]
+    missing, _ = download(unit, store, "/golem/work/none/x", tmp_path)
+    assert missing["message"] == "Transfer error: path not found in container: /golem/work/none/x"
