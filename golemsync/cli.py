@@ -21,7 +21,11 @@ def _register_devnet(subparsers: Any) -> None:
         "devnet", help="run a local yagna-compatible network on 127.0.0.1 (foreground)")
     parser.add_argument("--providers", type=int, default=None, help="simulated providers (4)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
-    parser.add_argument("--app-key", default=None, help="application key (default: random)")
+    parser.add_argument("--app-key", default=None,
+                        help="application key (default: random); visible to every local "
+                             "user in the process list: prefer --app-key-fd")
+    parser.add_argument("--app-key-fd", type=int, default=None, metavar="FD",
+                        help="read the application key from this inherited file descriptor")
     parser.add_argument("--seed", type=int, default=None, help="seed for ids and faults")
     parser.add_argument("--config", default=None, help="DevnetConfig JSON file")
     parser.set_defaults(func=_run_devnet)
@@ -39,14 +43,24 @@ def _load_config(args: argparse.Namespace) -> Any:
     return DevnetConfig.default(providers, args.seed)
 
 
+def _app_key(args: argparse.Namespace) -> Optional[str]:
+    if args.app_key_fd is None:
+        return args.app_key  # type: ignore[no-any-return]
+    with open(args.app_key_fd, encoding="utf-8") as source:
+        return source.read().strip() or None
+
+
 def _run_devnet(args: argparse.Namespace) -> int:
     from golemsync.devnet.network import Devnet
+    from golemsync.devnet.sandbox import warn_unsandboxed
 
+    app_key = _app_key(args)
+    warn_unsandboxed()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Devnet(_load_config(args), app_key=args.app_key, port=args.port) as net:
+        with Devnet(_load_config(args), app_key=app_key, port=args.port) as net:
             print(f"export YAGNA_API_URL={net.url}", flush=True)
             print(f"export YAGNA_APPKEY={net.app_key}", flush=True)
             print(f"# golemsync devnet: {len(net.config.providers)} providers, seed "

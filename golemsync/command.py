@@ -31,6 +31,8 @@ Output = Union[str, bytes, None]
 #: A progress callback: ``(bytes moved so far, total bytes or None)``.
 Progress = Callable[[int, Optional[int]], None]
 
+# The golemsync devnet's note on a stream cut at its capture limit (devnet/capture.py).
+_TRUNCATED = re.compile(r"\b(?:stdout|stderr) truncated at \d+ MiB")
 _EXIT_CODE = re.compile(r"exited with code (-?\d+)")
 
 
@@ -51,6 +53,12 @@ class CommandResult:
     message: Optional[str] = None
     exit_code: Optional[int] = None
     finished_at: Optional[datetime] = None  # when the provider reported it finished (UTC)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the provider cut ``stdout`` or ``stderr`` at its capture limit (the devnet
+        says so in ``message``; a real exe-unit does not report it)."""
+        return bool(self.message and _TRUNCATED.search(self.message))
 
     @property
     def text(self) -> str:

@@ -21,13 +21,16 @@ def network(*, providers: int = 4, seed: Optional[int] = None) -> Iterator[dict[
 
     With ``YAGNA_APPKEY`` set they are empty (``Golem`` reads the environment). Otherwise an
     in-process devnet with ``providers`` simulated providers is started for the duration of
-    the ``with`` block and stopped after it.
+    the ``with`` block and stopped after it; if its providers' commands cannot run under
+    bubblewrap, one warning says so on stderr (see :mod:`golemsync.devnet.sandbox`).
     """
     if os.environ.get("YAGNA_APPKEY"):
         yield {}
         return
     from .devnet import Devnet  # local: the devnet is only loaded when it is used
+    from .devnet.sandbox import warn_unsandboxed
 
+    warn_unsandboxed()  # once per process, on stderr, when commands would run without bwrap
     with Devnet(providers=providers, seed=seed) as devnet:
         logger.info("running on an embedded devnet at %s", devnet.url)
         yield {"api_url": devnet.url, "app_key": devnet.app_key}

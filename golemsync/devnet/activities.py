@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from golemsync.devnet.errors import BatchNotFound, ExeScriptError, ResultsTimeou
 from golemsync.devnet.faults import derived_rng
 from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.http import HttpError, Request, Response, Router, json_response
+from golemsync.devnet.sandbox import remove_tree
 from golemsync.devnet.sse import sse_stream
 
 logger = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ class Activities:
         with self._lock:
             if activity.final_usage is None:
                 activity.final_usage = list(activity.unit.usage())
-        shutil.rmtree(activity.workdir, ignore_errors=True)
+        remove_tree(activity.workdir)
 
     def finish_all(self) -> None:
         for activity in self.snapshot():

@@ -4,6 +4,16 @@ A capture mode is ``{"atEnd": {...}}`` (keep everything, or ``head``/``tail``/``
 bytes) or ``{"stream": {"limit": N}}`` (also sent live as runtime events), each with an
 optional ``format`` of ``str`` (default) or ``bin``. Memory is bounded whatever the command
 prints: at most :data:`MAX_KEPT` bytes are kept per stream.
+
+**Hitting the limit is never silent.** When a stream printed more than :data:`MAX_KEPT` bytes
+and its mode asked for more than that (``atEnd`` without a size, or a ``head``/``tail``/
+``headTail``/``stream`` limit above it), :attr:`Capture.truncated` is set and the exe-unit adds
+``"<stream> truncated at 16 MiB"`` to the command's result ``message`` (joined with ``"; "``
+after any other message, e.g. ``"ExeScript command exited with code 3; stdout truncated at 16
+MiB"``); the result stays ``Ok`` if the command succeeded. The wire format is the daemon's
+(a real exe-unit answers ``message: null`` there), so any client keeps working, and golemsync's
+``CommandResult.truncated`` reads the flag back from the message (:func:`truncation_note`).
+A size the caller asked for (``head: 10``) is not a truncation.
 """
 
 from __future__ import annotations
@@ -18,6 +28,11 @@ CHUNK = 64 << 10
 Wire = Union[str, list[int], None]
 
 
+def truncation_note(stream: str) -> str:
+    """The text added to a result's message when ``stream`` hit :data:`MAX_KEPT`."""
+    return f"{stream} truncated at {MAX_KEPT >> 20} MiB"
+
+
 class Capture:
     """Reads one pipe to its end on a thread and keeps what the mode asks for."""
 
@@ -30,6 +45,9 @@ class Capture:
         self.streaming = kind == "stream"
         self._on_chunk = on_chunk if self.streaming else None
         self._head_limit, self._tail_limit = _limits(kind, options)
+        requested = _requested(kind, options)
+        self._capped = requested is None or requested > MAX_KEPT
+        self._seen = 0
         self._head = bytearray()
         self._tail: deque[bytes] = deque()
         self._tail_size = 0
@@ -52,7 +70,13 @@ class Capture:
                     self._keep(chunk)
                     self._stream(chunk)
 
+    @property
+    def truncated(self) -> bool:
+        """Whether the stream lost bytes to :data:`MAX_KEPT` (not to a size asked for)."""
+        return self.enabled and self._capped and self._seen > MAX_KEPT
+
     def _keep(self, chunk: bytes) -> None:
+        self._seen += len(chunk)
         room = self._head_limit - len(self._head)
         if room > 0:
             self._head += chunk[:room]
@@ -109,6 +133,14 @@ def _limits(kind: str, options: dict[str, Any]) -> tuple[int, int]:
         total = min(_int(options["headTail"]) or 0, MAX_KEPT)
         return (total + 1) // 2, total // 2
     return MAX_KEPT // 2, MAX_KEPT // 2
+
+
+def _requested(kind: str, options: dict[str, Any]) -> Optional[int]:
+    """The bytes a mode asks to keep; None for "everything"."""
+    for key in ("limit",) if kind == "stream" else ("head", "tail", "headTail"):
+        if key in options:
+            return _int(options[key]) or 0
+    return None
 
 
 def _int(value: Any) -> Optional[int]:

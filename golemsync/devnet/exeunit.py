@@ -5,8 +5,11 @@ Ready (``deploy``, ``start``; ``terminate`` goes back to Initialized), the preco
 their exact messages, the first failing command ending its batch, cumulative results from
 index 0, the results long-poll with and without ``commandIndex`` (including the daemon's
 quirks), and runtime events for SSE subscribers. Commands run in a
-:class:`~golemsync.devnet.sandbox.Sandbox`; transfers move files between the volumes, the
-devnet's gftp store and http(s) URLs, in chunks.
+:class:`~golemsync.devnet.sandbox.Sandbox` (its docstring says what a command can reach in each
+mode); transfers move files between the volumes, the devnet's gftp store and http(s) URLs, in
+chunks. A command killed for exceeding the sandbox's process limit fails with ``ExeScript
+command killed: more than 256 processes``; output cut at the capture limit is reported in the
+result's ``message`` (see :mod:`golemsync.devnet.capture`).
 
 Each batch runs on its own thread, started by ``exec``. Runtime events are kept per batch from
 its creation, so a subscriber that connects right after ``exec`` sees every event (the daemon
@@ -22,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import secrets
 import subprocess
 import threading
@@ -34,14 +36,15 @@ from random import Random
 from typing import Any, Callable, Optional
 
 from golemsync import timestamps
-from golemsync.devnet.capture import Capture, encode
+from golemsync.devnet.capture import Capture, encode, truncation_note
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
 from golemsync.devnet.gsb import GsbServices
-from golemsync.devnet.sandbox import Sandbox
+from golemsync.devnet.sandbox import MAX_PROCESSES, Sandbox
 from golemsync.devnet.transfer import TransferError, transfer
 
 logger = logging.getLogger(__name__)
 
+_TOO_MANY = -(1 << 20)  # _execute's code for a command killed for too many processes
 STATEFUL = ("deploy", "start", "run", "transfer")
 _REQUIRED = {"deploy": "Initialized", "start": "Deployed", "run": "Ready", "transfer": "Ready"}
 _STATE_ERRORS = {
@@ -340,12 +343,18 @@ class ExeUnit:
             return Outcome(False, message=f"Failed to spawn {entry}: No such file or directory",
                            return_code=127)
         stdout, stderr = outs["stdout"].wire(), outs["stderr"].wire()
+        notes = [truncation_note(name) for name, c in outs.items() if c.truncated]
+        if code == _TOO_MANY:
+            return Outcome(False, stdout, stderr, "; ".join([
+                f"ExeScript command killed: more than {MAX_PROCESSES} processes", *notes]), 1)
         if code != 0:
-            return Outcome(False, stdout, stderr, f"ExeScript command exited with code {code}",
-                           code)
-        return Outcome(True, stdout, stderr)
+            return Outcome(False, stdout, stderr, "; ".join([
+                f"ExeScript command exited with code {code}", *notes]), code)
+        return Outcome(True, stdout, stderr, "; ".join(notes) or None)
 
     def _execute(self, argv: list[str], outs: dict[str, Capture]) -> Optional[int]:
+        """Run ``argv``: its exit code, None if it could not start, ``_TOO_MANY`` if killed
+        for exceeding the process limit."""
         try:
             process = self.sandbox.spawn(argv, self._env)
         except OSError:
@@ -353,18 +362,23 @@ class ExeUnit:
         with self._lock:
             self._processes.add(process)
             self._running.append({"command": "Run", "params": list(argv)})
+            aborted = self._abort.is_set()
+        if aborted:  # destroyed while it was starting
+            self.sandbox.kill(process)
         assert process.stdout is not None and process.stderr is not None
         outs["stdout"].start(process.stdout, f"golemsync-devnet-out-{process.pid}")
         outs["stderr"].start(process.stderr, f"golemsync-devnet-err-{process.pid}")
-        _, status, rusage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        for capture in outs.values():
-            capture.join()
+        try:
+            code, rusage, exceeded = self.sandbox.wait(process)
+        finally:
+            for capture in outs.values():
+                capture.join()
+            with self._lock:
+                self._processes.discard(process)
+                self._running = [r for r in self._running if r["params"] != list(argv)]
         with self._lock:
-            self._processes.discard(process)
-            self._running = [r for r in self._running if r["params"] != list(argv)]
             self._cpu_seconds += rusage.ru_utime + rusage.ru_stime
-        return process.returncode
+        return _TOO_MANY if exceeded else code
 
     def _chunk_sink(self, batch: Batch, index: int, stream: str) -> Callable[[bytes], None]:
         def sink(chunk: bytes) -> None:
@@ -444,7 +458,4 @@ class ExeUnit:
         with self._lock:
             processes = list(self._processes)
         for process in processes:
-            try:
-                os.killpg(process.pid, 9)
-            except (ProcessLookupError, PermissionError):
-                pass
+            self.sandbox.kill(process)

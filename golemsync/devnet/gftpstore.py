@@ -3,11 +3,19 @@
 The real ``gftp`` moves bytes over the Golem network through the daemon's service bus, which
 the devnet does not have. Instead, the stand-in program (run by the requestor, like ``gftp``)
 and the devnet's exe-units (the simulated providers) share one directory per requestor
-identity::
+identity, in a folder private to the user (:func:`private_dir`)::
 
-    <tempdir>/golemsync-devnet-gftp/<node-id>/
+    <private dir>/devnet-gftp/<node-id>/
         published/<sha3-256 hex>   symlink to the absolute path of a published file
         receive/<token>            symlink to the absolute path a provider may upload into
+
+The private dir is ``$XDG_RUNTIME_DIR/golemsync`` when that runtime dir exists, is ours and is
+closed to others, else ``<tempdir>/golemsync-<uid>``; every folder on the way is created with
+mode 0700 and checked with ``lstat``: a symbolic link or a folder owned by another user is
+refused (``PermissionError``), one of ours left open to others is closed (chmod 0700). So no
+other user can read what is published, plant a link to redirect an upload, or pre-create the
+folders. The folders stay after a devnet stops (the stand-in and several devnets of one
+identity share them); the links in them are removed by ``close``.
 
 URLs keep the real syntax: ``gftp://<node-id>/<sha3-256 hex>`` for a published file and
 ``gftp://<node-id>/<65 alphanumerics>`` for a receive slot, so the client code path is the
@@ -19,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import stat
 import string
 import tempfile
 from pathlib import Path
@@ -28,12 +37,44 @@ _TOKEN_ALPHABET = string.ascii_letters + string.digits
 _CHUNK = 1 << 20
 
 
+def private_dir() -> Path:
+    """This user's private golemsync folder (created 0700 on demand; see the module doc)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime):
+        try:
+            info = os.lstat(runtime)
+        except OSError:
+            info = None
+        if info is not None and stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() \
+                and not stat.S_IMODE(info.st_mode) & 0o077:
+            return _private(Path(runtime) / "golemsync")
+    return _private(Path(tempfile.gettempdir()) / f"golemsync-{os.getuid()}")
+
+
 def store_root(node_id: str) -> Path:
-    """The shared directory for one requestor identity (created on demand)."""
-    root = Path(tempfile.gettempdir()) / "golemsync-devnet-gftp" / node_id.lower()
+    """The store directory for one requestor identity (created on demand, private)."""
+    root = _private(_private(private_dir() / "devnet-gftp") / node_id.lower())
     for sub in ("published", "receive"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+        _private(root / sub)
     return root
+
+
+def _private(path: Path) -> Path:
+    """Make sure ``path`` is a real folder of ours that only we can use; returns it."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise PermissionError(f"refusing {path}: it is a symbolic link")
+    if not stat.S_ISDIR(info.st_mode):
+        raise PermissionError(f"refusing {path}: not a folder")
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"refusing {path}: not owned by uid {os.getuid()}")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 def sha3_file(path: Path) -> str:

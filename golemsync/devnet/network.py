@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Optional
 
@@ -20,6 +21,7 @@ from golemsync.devnet.activities import ExeUnitFactory
 from golemsync.devnet.config import DevnetConfig
 from golemsync.devnet.node import DevnetNode
 from golemsync.devnet.providers import node_id
+from golemsync.devnet.sandbox import remove_tree
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ class Devnet:
     ``seed`` only apply when ``config`` is None. ``port=0`` picks a free port. The app key is
     random unless given. With ``subprocess=True`` the network runs in
     ``python -m golemsync devnet`` (started here, terminated and waited for on stop); then
-    :meth:`ledger` is not available. Construction blocks until the server accepts requests.
+    :meth:`ledger` is not available. The child gets the app key through an inherited pipe
+    (``--app-key-fd``), never on its command line or in its environment, and its work folder
+    is made and removed here, even if the child is killed. Construction blocks until the
+    server accepts requests.
     """
 
     def __init__(self, config: Optional[DevnetConfig] = None, *, providers: Optional[int] = None,
@@ -47,6 +52,7 @@ class Devnet:
         self.app_key = app_key or secrets.token_hex(16)
         self._node: Optional[DevnetNode] = None
         self._process: Optional[sp.Popen[str]] = None
+        self._workdir: Optional[str] = None  # a child devnet's work folder, made here
         self._lock = threading.Lock()  # guards stop()
         self._stopped = False
         if subprocess:
@@ -93,6 +99,7 @@ class Devnet:
             self._node.stop()
         if self._process is not None:
             self._stop_process(self._process)
+            self._remove_workdir()
 
     def __enter__(self) -> Devnet:
         return self
@@ -104,23 +111,46 @@ class Devnet:
     # -- child process ---------------------------------------------------------------------
 
     def _spawn(self, port: int) -> tuple[str, str]:
+        # The app key goes through an inherited pipe, never argv or the environment (both
+        # readable in /proc); the work folder is made here so it is removed even when the
+        # child dies without cleaning up.
+        config = self.config
+        if config.workdir is None:
+            self._workdir = tempfile.mkdtemp(prefix="golemsync-devnet-")
+            config = dataclasses.replace(config, workdir=self._workdir)
         handle, path = tempfile.mkstemp(prefix="golemsync-devnet-", suffix=".json")
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(dataclasses.replace(self.config).to_dict(), out)
+            json.dump(config.to_dict(), out)
+        key_read, key_write = os.pipe()
+        try:
+            os.write(key_write, self.app_key.encode())
+        finally:
+            os.close(key_write)
         command = [sys.executable, "-m", "golemsync", "devnet", "--config", path,
-                   "--port", str(port), "--app-key", self.app_key]
+                   "--port", str(port), "--app-key-fd", str(key_read)]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
-            self._process = sp.Popen(command, stdout=sp.PIPE, text=True, env=env)
+            self._process = sp.Popen(command, stdout=sp.PIPE, text=True, env=env,
+                                     pass_fds=(key_read,))
+            os.close(key_read)
+            key_read = -1
             assert self._process.stdout is not None
             url = _read_exports(self._process.stdout)
         except BaseException:
+            if key_read >= 0:
+                os.close(key_read)
             if self._process is not None:
                 self._stop_process(self._process)
+            self._remove_workdir()
             raise
         finally:
             os.unlink(path)
         return url, node_id(self.config.seed, "requestor")
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            remove_tree(Path(self._workdir))
+            self._workdir = None
 
     @staticmethod
     def _stop_process(process: sp.Popen[str]) -> None:

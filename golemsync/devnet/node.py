@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import shutil
 import tempfile
 import threading
 from pathlib import Path
@@ -30,6 +29,7 @@ from golemsync.devnet.invoicing import Invoicing
 from golemsync.devnet.market import Market
 from golemsync.devnet.payments import Payments
 from golemsync.devnet.providers import build_providers, node_id
+from golemsync.devnet.sandbox import remove_tree
 from golemsync.devnet.server import Application, DevnetHTTPServer
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class DevnetNode:
         self.server.stop(self._wake_waiters)
         self.agent.stop()
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_tree(self.workdir)
 
     def _wake_waiters(self) -> None:
         self.gsb.close()  # first: exe-units waiting on a GSB call are released at once

@@ -7,6 +7,11 @@ is one, else the devnet's gftp store) and ``http(s)://`` (GET to download, PUT t
 Any URL may carry an integrity prefix ``hash:sha3:<hex>:`` (or ``hash://sha3:<hex>:``), checked
 against what was copied (SHA3-224 or SHA3-256 by the length of the hex). Data moves in chunks,
 so memory stays bounded for any size; a copy stops when ``abort`` is set.
+
+Container paths go through :meth:`Sandbox.open_read` and :meth:`Sandbox.open_write`, never a
+plain ``open`` of a host path: a link a command planted in a volume cannot make the devnet read
+or overwrite a host file (the transfer fails with ``Transfer error: ...``), and a file sent into
+a volume appears whole, by rename, once it has been copied and its hash (if any) checked.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import IO, Any, Optional
 from golemsync.devnet import gftpstore
 from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.gsbtransfer import GsbSource, GsbTransferError, upload
-from golemsync.devnet.sandbox import Sandbox
+from golemsync.devnet.sandbox import OutsideSandbox, Sandbox
 
 CHUNK = 1 << 20
 HTTP_TIMEOUT = 60.0
@@ -61,15 +66,19 @@ def _transfer(source: str, destination: str, sandbox: Sandbox, gftp_root: Path,
     dst_hash, dst_url = _split_hash(destination)
     expected = src_hash or dst_hash
     digest = _hasher(expected)
+
+    def check() -> None:
+        if expected is not None and digest is not None and digest.hexdigest() != expected:
+            raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
+                                f"got {digest.hexdigest()}")
+
     reader = _open_source(src_url, sandbox, gftp_root, gsb, abort)
     try:
         progress = _Counter(reader, on_progress)
-        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort, gsb)
+        moved = _write(dst_url, progress, digest, sandbox, gftp_root, abort, gsb, check)
     finally:
         reader.close()
-    if expected is not None and digest is not None and digest.hexdigest() != expected:
-        raise TransferError(f"hash mismatch for {src_url}: expected {expected}, "
-                            f"got {digest.hexdigest()}")
+    check()
     return moved
 
 
@@ -111,12 +120,8 @@ def _hasher(expected: Optional[str]) -> Any:
     raise TransferError(f"unsupported hash length in {expected!r}")
 
 
-def _container(url: str, sandbox: Sandbox) -> Path:
-    path = url[len("container:"):] if url.startswith("container:") else url
-    try:
-        return sandbox.host_path(path)
-    except FileNotFoundError as exc:
-        raise TransferError(str(exc)) from exc
+def _container(url: str) -> str:
+    return url[len("container:"):] if url.startswith("container:") else url
 
 
 def _open_source(url: str, sandbox: Sandbox, gftp_root: Path, gsb: Optional[GsbServices],
@@ -130,17 +135,17 @@ def _open_source(url: str, sandbox: Sandbox, gftp_root: Path, gsb: Optional[GsbS
         if url.startswith(gftpstore.SCHEME):
             return open(gftpstore.resolve_published(gftp_root, url), "rb")
         if url.startswith(("container:", "/")):
-            path = _container(url, sandbox)
-            if not path.is_file():
-                raise TransferError(f"path not found in container: {url.split(':', 1)[-1]}")
-            return open(path, "rb")
+            return sandbox.open_read(_container(url))
+    except (FileNotFoundError, OutsideSandbox, NotADirectoryError, IsADirectoryError) as exc:
+        raise TransferError(str(exc)) from exc
     except (OSError, ValueError, urllib.error.URLError) as exc:
         raise TransferError(f"cannot read {url}: {exc}") from exc
     raise TransferError(f"unsupported source URL: {url}")
 
 
 def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path,
-           abort: threading.Event, gsb: Optional[GsbServices]) -> int:
+           abort: threading.Event, gsb: Optional[GsbServices],
+           check: Callable[[], None]) -> int:
     if url.startswith(("http://", "https://")):
         return _put(url, reader, digest)
     service = gsb.gftp_service(url) if gsb is not None else None
@@ -148,29 +153,34 @@ def _write(url: str, reader: Any, digest: Any, sandbox: Sandbox, gftp_root: Path
         return upload(service, reader, abort, digest=digest)
     try:
         if url.startswith(gftpstore.SCHEME):
-            target = gftpstore.resolve_receive(gftp_root, url)
-        elif url.startswith(("container:", "/")):
-            target = _container(url, sandbox)
-            target.parent.mkdir(parents=True, exist_ok=True)
-        else:
-            raise TransferError(f"unsupported destination URL: {url}")
-        return _copy(reader, target, digest, abort)
+            with open(gftpstore.resolve_receive(gftp_root, url), "wb") as out:
+                return _copy(reader, out, digest, abort)
+        if url.startswith(("container:", "/")):
+            with sandbox.open_write(_container(url)) as out:
+                moved = _copy(reader, out, digest, abort)
+                check()  # a file that fails its hash never appears in the volume
+                return moved
+    except (OutsideSandbox, NotADirectoryError, IsADirectoryError) as exc:
+        raise TransferError(str(exc)) from exc
+    except FileNotFoundError as exc:
+        raise TransferError(str(exc) if "container" in str(exc) else
+                            f"cannot write {url}: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise TransferError(f"cannot write {url}: {exc}") from exc
+    raise TransferError(f"unsupported destination URL: {url}")
 
 
-def _copy(reader: Any, target: Path, digest: Any, abort: threading.Event) -> int:
+def _copy(reader: Any, out: IO[bytes], digest: Any, abort: threading.Event) -> int:
     moved = 0
-    with open(target, "wb") as out:
-        for chunk in iter(lambda: reader.read(CHUNK), b""):
-            if abort.is_set():
-                raise TransferError("activity terminated during the transfer")
-            out.write(chunk)
-            moved += len(chunk)
-            if digest is not None:
-                digest.update(chunk)
-        out.flush()
-        os.fsync(out.fileno())
+    for chunk in iter(lambda: reader.read(CHUNK), b""):
+        if abort.is_set():
+            raise TransferError("activity terminated during the transfer")
+        out.write(chunk)
+        moved += len(chunk)
+        if digest is not None:
+            digest.update(chunk)
+    out.flush()
+    os.fsync(out.fileno())
     return moved
 
 

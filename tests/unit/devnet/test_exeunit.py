@@ -2,57 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 import pytest
+from units import BOOT, finish, run, sh
 
 from golemsync.devnet import gftpstore
 from golemsync.devnet.capture import MAX_KEPT
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
-from golemsync.devnet.exeunit import ExeUnit
-from golemsync.devnet.sandbox import bwrap_usable
-
-VECTOR = ["golem.usage.cpu_sec", "golem.usage.duration_sec"]
-BOOT = [{"deploy": {}}, {"start": {}}]
-
-
-def run(entry: str, *args: str, capture: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"entry_point": entry, "args": list(args)}
-    body["capture"] = {"stdout": {"atEnd": {}}, "stderr": {"atEnd": {}}} if capture is None \
-        else capture
-    return {"run": body}
-
-
-def sh(script: str, **kw: Any) -> dict[str, Any]:
-    return run("/bin/sh", "-c", script, **kw)
-
-
-@pytest.fixture
-def make_unit(tmp_path: Path) -> Any:
-    units: list[ExeUnit] = []
-
-    def make(mode: Optional[str] = None, seed: int = 1, **spec: Any) -> ExeUnit:
-        provider = SimpleNamespace(**{"fail_rate": 0.0, "crash_rate": 0.0, "slow_factor": 1.0,
-                                      **spec})
-        unit = ExeUnit(f"act{len(units)}", workdir=tmp_path / f"a{len(units)}",
-                       provider=provider, rng=random.Random(seed), gftp_root=tmp_path / "gftp",
-                       usage_vector=VECTOR, on_crash=crashes.append, sandbox_mode=mode)
-        units.append(unit)
-        return unit
-
-    crashes: list[str] = []
-    make.crashes = crashes  # type: ignore[attr-defined]
-    yield make
-    for unit in units:
-        unit.destroy()
-
-
-def finish(unit: ExeUnit, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    batch = unit.exec(commands)
-    return unit.results(batch, 30, None)
 
 
 def test_state_machine_and_the_daemons_messages(make_unit: Any) -> None:
@@ -132,12 +90,15 @@ def test_output_is_bounded(make_unit: Any) -> None:
     assert len(result["stdout"]) <= MAX_KEPT
 
 
-def test_volumes_persist_and_deploy_env_is_seen(make_unit: Any) -> None:
-    unit = make_unit()
+def test_volumes_persist_and_deploy_env_is_seen(make_unit: Any, sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
     finish(unit, [{"deploy": {"env": {"GREETING": "hi"}}}, {"start": {}}])
     finish(unit, [sh("echo $GREETING > /golem/output/x; pwd > /golem/work/where")])
     (result,) = finish(unit, [sh("cat /golem/output/x /golem/work/where")])
-    assert result["stdout"] == "hi\n/golem/work\n"
+    # Only bwrap can show the volumes at their VM paths; the plain modes run in the work
+    # volume's host directory (see golemsync/devnet/sandbox.py).
+    where = "/golem/work" if sandbox_mode == "bwrap" else str(unit.sandbox.volumes["/golem/work"])
+    assert result["stdout"] == f"hi\n{where}\n"
 
 
 def test_runtime_events_in_order(make_unit: Any) -> None:
@@ -155,8 +116,8 @@ def test_runtime_events_in_order(make_unit: Any) -> None:
                      (1, "finished")]
 
 
-def test_destroy_kills_running_commands(make_unit: Any) -> None:
-    unit = make_unit()
+def test_destroy_kills_running_commands(make_unit: Any, sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
     finish(unit, BOOT)
     batch = unit.exec([sh("sleep 1000")])
     assert unit.results(batch, 0.3, None) == []
@@ -164,20 +125,6 @@ def test_destroy_kills_running_commands(make_unit: Any) -> None:
     unit.destroy()
     assert unit.state() == ("Terminated", None)
     assert unit.results(batch, 5, None) == []  # the batch never finishes
-
-
-@pytest.mark.skipif(not bwrap_usable(), reason="process limits need bwrap's user namespace")
-def test_fork_bomb_is_contained(make_unit: Any) -> None:
-    unit = make_unit()
-    finish(unit, BOOT)
-    bomb = sh("n=0; while [ $n -lt 2000 ]; do sleep 30 & n=$((n+1)); done 2>/dev/null; "
-              "jobs -p | wc -l")
-    batch = unit.exec([bomb])
-    (result,) = unit.results(batch, 60, None)
-    assert int(result["stdout"]) < 2000  # forks beyond the process cap failed
-    (still_serving,) = finish(make_unit(), BOOT[:1])  # the devnet keeps working meanwhile
-    assert still_serving["result"] == "Ok"
-    unit.destroy()
 
 
 def test_transfers_between_volumes_and_the_gftp_store(make_unit: Any, tmp_path: Path) -> None:
@@ -202,8 +149,8 @@ def test_transfers_between_volumes_and_the_gftp_store(make_unit: Any, tmp_path: 
     assert outside["message"] == "Transfer error: path not found in container: /etc/passwd"
 
 
-def test_plain_fallback_runs_the_same_commands(make_unit: Any) -> None:
-    unit = make_unit(mode="plain")
+def test_every_mode_runs_the_same_commands(make_unit: Any, sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
     finish(unit, BOOT)
     (result,) = finish(unit, [sh("echo ok > /golem/output/f; cat /golem/output/f")])
     assert result["stdout"] == "ok\n"
