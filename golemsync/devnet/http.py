@@ -84,6 +84,7 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    raw_query: str = ""  # the query string as sent, before decoding
 
     def header(self, name: str) -> Optional[str]:
         """A request header, looked up case-insensitively (``headers`` keys are lower-case)."""

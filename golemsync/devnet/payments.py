@@ -2,7 +2,12 @@
 
 Allocations reserve part of the requestor's (simulated) funds; accepting debit notes and
 invoices books amounts against them (:meth:`Payments.book`). Errors follow the daemon:
-problem+json for create/amend validation, ``{"message": ...}`` elsewhere.
+problem+json for create/amend validation (with ``parseError``, ``requestedPaymentPlatform``
+and ``requestedTimeout``), ``{"message": ...}`` elsewhere; as the daemon 0.17.6 was measured
+to: a released allocation is not found (``GET`` → 404 ``{"message": null}``; a second
+``DELETE`` → 410), an allocation created without ``timeout`` gets now + 10 years, and
+``demandDecorations?allocationIds=a%2Cb`` is a 400 (the ids must be joined by a literal comma).
+``GET /payments/status`` lists the driver's problems: none here.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import threading
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -62,8 +67,11 @@ def split_platform(platform: str) -> tuple[str, str, str]:
 
 
 def _problem(status: int, kind: str, detail: str, body: Any, **extra: Any) -> HttpError:
+    given = body if isinstance(body, dict) else {}
     problem = {"type": _VALIDATION, "instance": f"{_VALIDATION}/{kind}", "detail": detail,
-               "requestBody": body}
+               "requestBody": body, "parseError": None,
+               "requestedPaymentPlatform": given.get("paymentPlatform"),
+               "requestedTimeout": given.get("timeout")}
     problem.update(extra)
     return HttpError(status, problem, PROBLEM_JSON)
 
@@ -85,6 +93,7 @@ class Payments:
         router.add("PUT", f"{PREFIX}/allocations/{{id}}", self.amend)
         router.add("DELETE", f"{PREFIX}/allocations/{{id}}", self.release)
         router.add("GET", f"{PREFIX}/demandDecorations", self.decorations)
+        router.add("GET", f"{PREFIX}/payments/status", self.driver_status)
 
     def snapshot(self) -> list[Allocation]:
         with self._lock:
@@ -105,7 +114,7 @@ class Payments:
         total = self._amount(body, body.get("totalAmount"))
         platform = self._platform(body)
         address = body.get("address") or self.requestor_id
-        timeout = self._timeout(body)
+        timeout = self._timeout(body) or timestamps.now() + timedelta(days=3652)  # 10 years
         if address != self.requestor_id or platform != self.config.payment_platform:
             raise _problem(500, "account-not-registered",
                            f"Account not registered: {platform} {address}", body,
@@ -192,7 +201,10 @@ class Payments:
 
     def get(self, request: Request) -> Response:
         with self._lock:
-            return json_response(200, self._require(request.params["id"]).wire())
+            allocation = self._allocations.get(request.params["id"])
+            if allocation is None or self._released(allocation):
+                raise HttpError.message(404, None)  # the daemon: released is not found
+            return json_response(200, allocation.wire())
 
     def amend(self, request: Request) -> Response:
         body = request.json_object(wrap=False)
@@ -215,7 +227,14 @@ class Payments:
             self._require(request.params["id"]).released = True
         return json_response(200, None)
 
+    def driver_status(self, request: Request) -> Response:
+        """The payment driver's actionable problems: none on the devnet."""
+        return json_response(200, [])
+
     def decorations(self, request: Request) -> Response:
+        if "%2c" in request.raw_query.lower():  # the daemon wants a literal comma
+            raise HttpError(400, "Query deserialize error: invalid type: string, expected a "
+                                 "borrowed string", "text/plain; charset=utf-8")
         raw = request.query.get("allocationIds")
         if not raw:
             raise HttpError(400, "Query deserialize error: missing field `allocationIds`",

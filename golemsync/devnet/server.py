@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = self.rfile.read(length) if length > 0 else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
-        return Request(self.command, parts.path, query, headers, body)
+        return Request(self.command, parts.path, query, headers, body, raw_query=parts.query)
 
     def _read_chunked(self) -> bytes:
         """A ``Transfer-Encoding: chunked`` body (ValueError when malformed)."""

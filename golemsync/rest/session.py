@@ -16,7 +16,8 @@ the stop event) are applied only where repeating is safe:
 
 Every reply is read with a size limit, never into memory beyond it: ``max_reply_bytes``
 (:data:`MAX_REPLY`, 16 MiB) for JSON replies and ``max_exec_reply_bytes``
-(:data:`MAX_EXEC_REPLY`, 64 MiB) for ExeScript results, whose captured outputs can be large.
+(:data:`MAX_EXEC_REPLY`, 200 MiB) for ExeScript results: a provider captures up to 16 MiB
+of each of stdout and stderr, and JSON escaping can make a byte six.
 A reply past its limit raises :class:`ProtocolError` naming the endpoint and the limit (and
 is not retried); the connection is dropped rather than drained. Error replies are read up to
 :data:`ERROR_BODY_LIMIT` for their message, the rest ignored.
@@ -65,7 +66,7 @@ ABSENT: Any = object()  # "send no body" (distinct from a JSON null body)
 #: The default size limit of a JSON reply's body.
 MAX_REPLY = 16 * 1024 * 1024
 #: The default size limit of an ExeScript results reply (captured outputs can be big).
-MAX_EXEC_REPLY = 64 * 1024 * 1024
+MAX_EXEC_REPLY = 200 * 1024 * 1024  # two 16 MiB captures, JSON-escaped (up to 6x), and more
 #: How much of an error reply's body is read (for its message); the rest is dropped.
 ERROR_BODY_LIMIT = 64 * 1024
 

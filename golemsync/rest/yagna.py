@@ -17,7 +17,7 @@ field of ``options``, so ``YagnaClient(config, options=opts, read_timeout=60)`` 
   ``stop_event`` interrupts its back-off (set it when shutting down).
 * ``connect_timeout`` (5 s) / ``read_timeout`` (30 s): seconds to connect and to wait for a
   reply (long-polls wait their own ``timeout`` plus a margin instead of ``read_timeout``).
-* ``max_reply_bytes`` (16 MiB) / ``max_exec_reply_bytes`` (64 MiB): size limits of a JSON
+* ``max_reply_bytes`` (16 MiB) / ``max_exec_reply_bytes`` (200 MiB): size limits of a JSON
   reply and of an ExeScript results reply; a larger reply raises
   :class:`~golemsync.errors.ProtocolError` without being read into memory.
 """

@@ -54,3 +54,32 @@ def test_rejecting_an_unknown_proposal_is_a_500(client: Client) -> None:
     reply = client.post(f"/market-api/v1/demands/{sub}/proposals/R-{'00' * 32}/reject",
                         json=None)
     assert reply.status_code == 500
+
+
+def test_allocation_replies_follow_the_daemon(client: Client) -> None:
+    created = client.post("/payment-api/v1/allocations", json={"totalAmount": "1"}).json()
+    assert created["timeout"] > "2035"  # no timeout given: now + 10 years
+    bad = client.post("/payment-api/v1/allocations",
+                      json={"totalAmount": "1", "timeout": "2001-01-01T00:00:00Z"})
+    assert bad.status_code == 400
+    problem = bad.json()
+    assert problem["requestedTimeout"] == "2001-01-01T00:00:00Z"
+    assert {"parseError", "requestedPaymentPlatform"} <= set(problem)
+    assert client.get("/payment-api/v1/payments/status").json() == []
+
+
+def test_decorations_want_a_literal_comma(client: Client) -> None:
+    first = client.post("/payment-api/v1/allocations", json={"totalAmount": "1"}).json()
+    second = client.post("/payment-api/v1/allocations", json={"totalAmount": "1"}).json()
+    ids = f"{first['allocationId']},{second['allocationId']}"
+    assert client.get(f"/payment-api/v1/demandDecorations?allocationIds={ids}").ok
+    encoded = ids.replace(",", "%2C")
+    refused = client.get(f"/payment-api/v1/demandDecorations?allocationIds={encoded}")
+    assert refused.status_code == 400 and "borrowed string" in refused.text
+
+
+def test_offers_do_not_advertise_a_vpn_the_devnet_does_not_have(devnet: Devnet) -> None:
+    with YagnaClient(Config.load(app_key=devnet.app_key, api_url=devnet.url)) as yagna:
+        offers = yagna.market.collect_scan(yagna.market.begin_scan())
+    assert offers and all("vpn" not in o.properties["golem.runtime.capabilities"]
+                          for o in offers)

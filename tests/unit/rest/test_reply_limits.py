@@ -33,7 +33,7 @@ def padded_identity(size: int) -> bytes:
 
 def test_default_limits_are_documented_values() -> None:
     session = small_client().session
-    assert (session.max_reply_bytes, session.max_exec_reply_bytes) == (16 * MIB, 64 * MIB)
+    assert (session.max_reply_bytes, session.max_exec_reply_bytes) == (16 * MIB, 200 * MIB)
 
 
 @responses.activate
