@@ -15,13 +15,16 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from . import timestamps
 from .errors import ApiError, GolemError, NoOffersError, NotFound, ProvidersExhausted
-from .events import OfferReceived
+from .events import Event, OfferReceived
 from .money import to_decimal
 from .payload import Payload, Requirement
+
+if TYPE_CHECKING:
+    from .rest import MarketApi, Proposal
 
 logger = logging.getLogger(__name__)
 
@@ -270,7 +273,7 @@ class Negotiator:
 
     def __init__(
         self,
-        market_api: Any,
+        market_api: MarketApi,
         demand: Demand,
         staffing: Staffing,
         *,
@@ -280,7 +283,7 @@ class Negotiator:
         settings: MarketSettings = MarketSettings(),
         requirements: Sequence[Requirement] = (),
         probe_constraints: str = "",
-        emit: Optional[Callable[[Any], None]] = None,
+        emit: Optional[Callable[[Event], None]] = None,
     ) -> None:
         self._api = market_api
         self._demand = demand
@@ -385,7 +388,7 @@ class Negotiator:
         return idle and not self._drafts and not self._countered and self._staff.wanted() > 0
 
     # -- negotiation --------------------------------------------------------------------------
-    def _on_proposal(self, proposal: Any) -> None:
+    def _on_proposal(self, proposal: Proposal) -> None:
         if proposal.state == "Draft" and proposal.prev_proposal_id in self._countered:
             offer = self._countered.pop(proposal.prev_proposal_id)
             score = self._strategy.score(offer)

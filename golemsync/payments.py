@@ -82,7 +82,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import timestamps
 from .errors import ApiError, GolemError
@@ -98,6 +98,9 @@ from .events import (
 from .market import USAGE_CPU, USAGE_DURATION, Hire, LinearPricing, Offer
 from .money import to_decimal
 from .tasks import Task
+
+if TYPE_CHECKING:
+    from .rest import DebitNote, Invoice, PaymentApi
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +272,7 @@ class Payments:
 
     def __init__(
         self,
-        payment_api: Any,
+        payment_api: PaymentApi,
         allocation_id: str,
         budget: Decimal,
         *,
@@ -526,7 +529,7 @@ class Payments:
         return sum((self._activity_ceiling(record, record.activities[a], now)
                     for a in activity_ids), Decimal(0))
 
-    def _check_note(self, record: AgreementCost, note: Any,
+    def _check_note(self, record: AgreementCost, note: DebitNote,
                     now: float) -> Optional[tuple[str, str, bool, bool]]:
         """``(reason, message, overcharge, usage fits)`` when the note must be refused."""
         amount: Decimal = note.total_amount_due
@@ -562,7 +565,7 @@ class Payments:
                     f"({allowed})", True, usage is not None)
         return None
 
-    def _check_invoice(self, record: AgreementCost, invoice: Any,
+    def _check_invoice(self, record: AgreementCost, invoice: Invoice,
                        now: float) -> Optional[tuple[str, str]]:
         listed = list(dict.fromkeys(invoice.activity_ids))
         strangers = [a for a in listed if a not in record.activities]
