@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench docs clean
+.PHONY: install test lint demo bench bench-compare docs clean
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +34,18 @@ docs: $(STAMP)
 	@echo "API reference written to docs/api/index.html"
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(COMPARE_VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# golemsync vs yapapi 0.13.1 vs a bare requests client, each on fresh devnets (bench/compare.py).
+# yapapi lives in its own virtualenv so it never touches the project's. QUICK=1: N=50, 4 providers.
+COMPARE_VENV := bench/.venv-compare
+COMPARE_STAMP := $(COMPARE_VENV)/.installed
+
+$(COMPARE_STAMP):
+	$(PYTHON) -m venv $(COMPARE_VENV)
+	$(COMPARE_VENV)/bin/python -m pip install -q 'yapapi==0.13.1'
+	touch $(COMPARE_STAMP)
+
+bench-compare: $(STAMP) $(COMPARE_STAMP)
+	$(PY) bench/compare.py --yapapi-python $(COMPARE_VENV)/bin/python $(if $(QUICK),--quick,)
