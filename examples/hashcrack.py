@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Optional
 
-from golemsync import Golem, GolemError, Script, Task, WorkContext, network, vm
+from golemsync import Golem, GolemError, Journal, Script, Task, WorkContext, network, vm
 
 IMAGE_HASH = "1e06505997e8bd1b9e1a00bd10d255fc6a390905e4d6840a22a79902"  # python:3-slim
 IMAGE_URL = f"https://registry.golem.network/v1/image/download?hash={IMAGE_HASH}"
@@ -85,10 +85,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with network() as connection, Golem(budget=5.0, **connection) as golem:
             tasks = [Task(s) for s in slices(len(word), args.slices)]
+            journal = Journal(args.journal) if args.journal else None
             done = resumed = 0
             for task in golem.execute_tasks(make_worker(len(word), target), tasks, payload,
                                             max_workers=args.workers, timeout=600,
-                                            journal=args.journal):
+                                            journal=journal):
+                if done == 0 and journal is not None and journal.recovery is not None \
+                        and not journal.recovery.empty:
+                    report = journal.recovery
+                    print(f"recovered a killed run: {len(report.agreements_terminated)} "
+                          f"agreements terminated, {len(report.activities_destroyed)} "
+                          f"activities destroyed, {format(report.paid, 'f')} GLM paid, "
+                          f"{len(report.allocations_released)} allocations released",
+                          flush=True)
                 done += 1
                 resumed += task.resumed
                 if task.result:
