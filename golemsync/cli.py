@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from golemsync.cli_client import register_offers, register_status
+from golemsync.cli_client import register_estimate, register_offers, register_status
 
 
 def _register_devnet(subparsers: Any) -> None:
@@ -42,6 +42,10 @@ def _load_config(args: argparse.Namespace) -> Any:
 def _run_devnet(args: argparse.Namespace) -> int:
     from golemsync.devnet.network import Devnet
 
+    if args.providers is not None and args.providers < 1:
+        print(f"error: --providers must be at least 1 (got {args.providers})", file=sys.stderr)
+        return 2
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -63,6 +67,7 @@ COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("devnet", _register_devnet),
     ("status", register_status),
     ("offers", register_offers),
+    ("estimate", register_estimate),
 ]
 
 

@@ -262,7 +262,8 @@ class Golem:
             for record in unpaid:
                 logger.warning("no invoice from %s for agreement %s within %ss; paid only "
                                "accepted debit notes (%s GLM)", record.provider_name,
-                               record.agreement_id, self.settings.invoice_timeout, record.spent)
+                               record.agreement_id, self.settings.invoice_timeout,
+                               format(record.spent, "f"))
         self._payments_stop.set()
         if payments is not None:
             payments.join(self.settings.poll_timeout + 5)
@@ -802,8 +803,9 @@ class Job:
             return
         report = self.report()
         if budget_blocked:
-            raise BudgetExceeded(f"the remaining budget (of {self._parts.budget} GLM, "
-                                 f"{self._parts.payments.spent} spent) cannot pay another "
+            raise BudgetExceeded(f"the remaining budget (of {format(self._parts.budget, 'f')} "
+                                 f"GLM, {format(self._parts.payments.spent, 'f')} spent) "
+                                 "cannot pay another "
                                  "provider; raise budget= or lower max_workers", report=report)
         seen = self._negotiator.report.offers_seen if self._negotiator is not None else 0
         if hired == 0 and not self._released:
