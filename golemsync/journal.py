@@ -87,7 +87,7 @@ logger = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
-    key TEXT PRIMARY KEY, result NOT NULL, run INTEGER NOT NULL, finished_at REAL NOT NULL);
+    key TEXT PRIMARY KEY, result NOT NULL, run INTEGER, finished_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run INTEGER PRIMARY KEY AUTOINCREMENT, daemon_url TEXT NOT NULL, identity TEXT,
     allocation_id TEXT, allocation_state TEXT NOT NULL, started_at REAL NOT NULL,
@@ -294,7 +294,9 @@ class Journal:
                 f"the result of task {task.data!r} cannot be journaled ({exc}); return a "
                 "JSON value or give the Journal a codec: Journal(path, codec=...)") from exc
         with self._lock:
-            if self._db is None or key in self._recorded:
+            if self._db is None:
+                raise RuntimeError(f"journal {self.path} is not open")
+            if key in self._recorded:
                 return
             self._db.execute("INSERT OR REPLACE INTO tasks (key, result, run, finished_at) "
                              "VALUES (?, ?, ?, ?)", (key, encoded, self._run, time.time()))
