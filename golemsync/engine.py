@@ -450,11 +450,16 @@ class Golem:
 
     def executor(self, payload: Payload, *, max_workers: int = 4, max_retries: int = 3,
                  task_timeout: Optional[float] = None,
-                 offer_timeout: float = 60.0) -> GolemExecutor:
+                 offer_timeout: float = 60.0,
+                 journal: Union[str, os.PathLike[str], None] = None) -> GolemExecutor:
         """A ``concurrent.futures.Executor`` running calls on providers (see
-        :mod:`golemsync.executor`). It runs as one of this session's jobs until shut down."""
+        :mod:`golemsync.executor`). It runs as one of this session's jobs until shut down.
+        ``journal`` records its agreements, activities and allocation (not its calls), so a
+        run killed while it works is settled by the next one (see :mod:`golemsync.journal`)."""
+        journaled = Journal(journal, record_tasks=False) if journal is not None else None
         executor = GolemExecutor(self, payload, max_workers=max_workers, max_retries=max_retries,
-                                 task_timeout=task_timeout, offer_timeout=offer_timeout)
+                                 task_timeout=task_timeout, offer_timeout=offer_timeout,
+                                 journal=journaled)
         with self._lock:
             self._executors.append(executor)
         return executor

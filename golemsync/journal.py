@@ -161,12 +161,15 @@ class Recovery:
 
 class Journal:
     """A journal file (see the module docstring). ``execute_tasks(journal=...)`` opens it;
-    it is closed when the ``Golem`` closes."""
+    it is closed when the ``Golem`` closes. With ``record_tasks=False`` it records only the
+    session's agreements, activities and allocation (what ``golem.executor(journal=...)``
+    uses: its calls are not data that can be resumed)."""
 
     def __init__(self, path: Union[str, os.PathLike[str]], *,
-                 codec: Optional[Codec] = None) -> None:
+                 codec: Optional[Codec] = None, record_tasks: bool = True) -> None:
         self.path = os.path.abspath(os.fspath(path))
         self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.record_tasks = record_tasks  # False: agreements only (``golem.executor``)
         self.recovery: Optional[Recovery] = None
         self._lock = threading.Lock()  # guards the connection and everything below
         self._db: Optional[sqlite3.Connection] = None
@@ -267,6 +270,9 @@ class Journal:
         """``data`` as tasks, those the journal holds already finished (``resumed``)."""
         for item in data:
             task = item if isinstance(item, Task) else Task(item)
+            if not self.record_tasks:
+                yield task
+                continue
             key = task_key(task)
             rows = self._read("SELECT result FROM tasks WHERE key=?", (key,))
             if rows and task.status is TaskStatus.PENDING and not task.attempts:
@@ -283,6 +289,8 @@ class Journal:
 
     def task_done(self, task: Task[Any]) -> None:
         """Commit an accepted task's result (idempotent within a session)."""
+        if not self.record_tasks:
+            return
         key = task_key(task)
         with self._lock:
             if key in self._recorded:

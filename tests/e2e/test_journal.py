@@ -173,3 +173,33 @@ def _approved_agreement(golem: Any) -> tuple[str, str]:
     finally:
         client.market.unsubscribe_demand(subscription)
     return agreement_id, offer.issuer_id
+
+
+def remote_echo(ctx: WorkContext, text: str) -> str:
+    script = ctx.new_script(timeout=30)
+    out = script.run("/bin/echo", text)
+    ctx.run(script)
+    return str(out.result().text.strip())
+
+
+def test_an_executor_journals_its_agreements_not_its_calls(make_devnet: Callable[..., Devnet],
+                                                           tmp_path: Path) -> None:
+    import sqlite3
+
+    net = make_devnet(providers=2)
+    path = tmp_path / "pool.journal"
+    with golem_for(net) as golem:
+        pool = golem.executor(PAYLOAD, max_workers=2, journal=path)
+        assert [f.result(timeout=60) for f in [pool.submit(remote_echo, w) for w in "ab"]] \
+            == ["a", "b"]
+        pool.shutdown()
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM tasks").fetchone()[0] == 0
+        states = {row[0] for row in db.execute("SELECT state FROM agreements")}
+        runs = db.execute("SELECT state, allocation_state FROM runs").fetchall()
+    finally:
+        db.close()
+    ours = [a["agreement_id"] for a in net.ledger()["agreements"] if a["state"] == "Terminated"]
+    assert ours and states == {"settled"}
+    assert runs == [("closed", "released")]
