@@ -249,8 +249,8 @@ class Golem:
             for executor in executors:
                 executor.join(60)
             self._teardown()
-            self._close_journals()
         finally:
+            self._close_journals()
             with self._lock:
                 self._state = "closed"
             self._signals.restore()
@@ -301,7 +301,7 @@ class Golem:
         """Open the journal and settle earlier runs' orphans, once per session."""
         assert self._client is not None
         with self._journal_lock:
-            if journal.recovery is not None:
+            if journal.attached:
                 return
             journal.attach(self._client, daemon_url=self.config.api_url,
                            identity=self.identity, allocation_id=self._allocation_id,

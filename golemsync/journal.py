@@ -182,6 +182,12 @@ class Journal:
     def __repr__(self) -> str:
         return f"Journal({self.path!r})"
 
+    @property
+    def attached(self) -> bool:
+        """True while a ``Golem`` session records into it (between ``attach`` and ``close``)."""
+        with self._lock:
+            return self._run is not None and self._db is not None
+
     # -- file ------------------------------------------------------------------------------
     def open(self) -> None:
         """Open (creating) the file and take its lock; ConfigurationError if it is in use."""

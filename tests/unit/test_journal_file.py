@@ -56,3 +56,15 @@ def test_a_journal_must_be_open_to_record(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "closed")
     with pytest.raises(RuntimeError, match="not open"):
         list(journal.resume([1]))
+
+
+def test_close_is_idempotent_and_the_journal_can_be_reopened(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "again")
+    journal.open()
+    assert not journal.attached  # open, but no Golem session records into it
+    journal.close()
+    journal.close()
+    journal.open()
+    journal.task_done(accepted("z", 1))
+    journal.close()
+    assert Journal(tmp_path / "again").codec.loads("1") == 1
