@@ -61,7 +61,7 @@ from .events import (
     TaskRetried,
 )
 from .executor import GolemExecutor
-from .journal import Journal, task_key
+from .journal import Journal
 from .market import (
     Demand,
     Hire,
@@ -396,11 +396,7 @@ class Golem:
 
     def _refuse_over_budget(self, payload: Payload, data: Any, max_workers: int,
                             journal: Optional[Journal]) -> None:
-        done = journal.finished_keys() if journal is not None else set()
-        count = len(data)
-        if done:
-            count = sum(1 for item in data
-                        if task_key(item if isinstance(item, Task) else Task(item)) not in done)
+        count = journal.count_unfinished(data) if journal is not None else len(data)
         if count == 0:
             return
         estimate = self.estimate(payload, tasks=count, max_workers=max_workers)

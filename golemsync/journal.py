@@ -321,6 +321,14 @@ class Journal:
         """Every task key the journal holds."""
         return {row[0] for row in self._read("SELECT key FROM tasks")}
 
+    def count_unfinished(self, data: Iterable[Any]) -> int:
+        """How many of ``data`` (a collection: it is iterated) the journal does not hold."""
+        if not self.record_tasks:
+            return sum(1 for _ in data)
+        done = self.finished_keys()
+        return sum(1 for item in data
+                   if task_key(item if isinstance(item, Task) else Task(item)) not in done)
+
     # -- agreements and activities -----------------------------------------------------------
     def agreement_signed(self, hire: Hire) -> None:
         """An agreement exists (created, not yet approved)."""

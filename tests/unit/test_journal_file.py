@@ -68,3 +68,14 @@ def test_close_is_idempotent_and_the_journal_can_be_reopened(tmp_path: Path) -> 
     journal.task_done(accepted("z", 1))
     journal.close()
     assert Journal(tmp_path / "again").codec.loads("1") == 1
+
+
+def test_count_unfinished(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "count")
+    journal.open()
+    try:
+        journal.task_done(accepted(1, "one"))
+        journal.task_done(accepted(2, "two", key="second"))
+        assert journal.count_unfinished([1, 2, Task(3, key="second"), 4]) == 2
+    finally:
+        journal.close()
