@@ -40,8 +40,9 @@ invoice already accepted is left alone. The old allocation pays them, then it is
   you were given is in the journal. A task accepted but not yet committed when the process
   died runs again (the only work that can be done, and paid, twice);
 * an agreement is committed as soon as the daemon returns its id, before it is confirmed: an
-  agreement the journal lacks was never confirmed, so was never approved and owes nothing
-  (it expires on its own). Activities are committed as they are created, and recovery also
+  agreement the journal lacks (the kill came between the daemon creating it and the commit)
+  was never confirmed, so can never be approved and owes nothing; it stays a Proposal until
+  its ``validTo``. Activities are committed as they are created, and recovery also
   asks the daemon for each orphan agreement's activities: none is left running;
 * after recovery no agreement of an earlier run is Approved, none of its activities is alive,
   each invoice was accepted at most once and within the agreed price, and every earlier
