@@ -6,7 +6,11 @@ one slice on a provider with a short Python program and reports the word it foun
 The answer is combined from the tasks' results. Runs on an embedded devnet by default; set
 YAGNA_APPKEY to use a real yagna daemon (the image must provide python3).
 
-    python examples/hashcrack.py [WORD] [--slices N] [--workers N]
+    python examples/hashcrack.py [WORD] [--slices N] [--workers N] [--journal FILE]
+
+With --journal FILE, finished slices are recorded in FILE: run the same command again after a
+crash (even kill -9) and it resumes, running only the slices not yet done, after settling what
+the killed run left open (agreements, activities, invoices, its allocation).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Optional
 
-from golemsync import Golem, GolemError, Script, Task, WorkContext, network, vm
+from golemsync import Golem, GolemError, Journal, Script, Task, WorkContext, network, vm
 
 IMAGE_HASH = "1e06505997e8bd1b9e1a00bd10d255fc6a390905e4d6840a22a79902"  # python:3-slim
 IMAGE_URL = f"https://registry.golem.network/v1/image/download?hash={IMAGE_HASH}"
@@ -67,6 +71,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("word", nargs="?", default="golem", help="the word whose hash to crack")
     parser.add_argument("--slices", type=int, default=52, help="number of tasks")
     parser.add_argument("--workers", type=int, default=4, help="providers to hire at most")
+    parser.add_argument("--journal", default=None, metavar="FILE",
+                        help="record finished slices in FILE; rerun to resume after a crash")
     args = parser.parse_args(argv)
     word = args.word.lower()
     if not word or any(c not in ALPHABET for c in word):
@@ -79,18 +85,32 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with network() as connection, Golem(budget=5.0, **connection) as golem:
             tasks = [Task(s) for s in slices(len(word), args.slices)]
-            done = 0
+            journal = Journal(args.journal) if args.journal else None
+            done = resumed = 0
             for task in golem.execute_tasks(make_worker(len(word), target), tasks, payload,
-                                            max_workers=args.workers, timeout=600):
+                                            max_workers=args.workers, timeout=600,
+                                            journal=journal):
+                if done == 0 and journal is not None and journal.recovery is not None \
+                        and not journal.recovery.empty:
+                    report = journal.recovery
+                    print(f"recovered a killed run: {len(report.agreements_terminated)} "
+                          f"agreements terminated, {len(report.activities_destroyed)} "
+                          f"activities destroyed, {format(report.paid, 'f')} GLM paid, "
+                          f"{len(report.allocations_released)} allocations released",
+                          flush=True)
                 done += 1
+                resumed += task.resumed
                 if task.result:
                     answer = task.result
-                    print(f"  found by {task.provider_name}: {answer}")
-            providers = {t.provider_name for t in tasks}
+                    print(f"  found by {task.provider_name or 'an earlier run'}: {answer}",
+                          flush=True)
+            providers = {t.provider_name for t in tasks if not t.resumed}
         print(f"{done} tasks on {len(providers)} providers in {time.monotonic() - began:.1f} s")
+        if args.journal:
+            print(f"journal: {resumed} tasks resumed, {done - resumed} ran")
         print(golem.summary())
         print(f"answer: {answer}")
-        print(f"cost: {golem.spent} GLM")
+        print(f"cost: {format(golem.spent, 'f')} GLM")
     except KeyboardInterrupt:
         print("interrupted; every agreement was closed and paid", file=sys.stderr)
         return 130

@@ -31,7 +31,7 @@ def main() -> int:
         with network() as connection, Golem(budget=1.0, **connection) as golem:
             for task in golem.execute_tasks(worker, [Task(None)], payload, max_workers=1):
                 print(f"provider {task.provider_name} says: {task.result}")
-        print(f"cost: {golem.spent} GLM")
+        print(f"cost: {format(golem.spent, 'f')} GLM")
     except KeyboardInterrupt:
         print("interrupted; every agreement was closed and paid", file=sys.stderr)
         return 130

@@ -82,7 +82,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     for word, count in total.most_common(args.top):
         print(f"{count:>8}  {word}")
-    print(f"cost: {golem.spent} GLM")
+    print(f"cost: {format(golem.spent, 'f')} GLM")
     return 0
 
 

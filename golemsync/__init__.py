@@ -49,6 +49,8 @@ if TYPE_CHECKING:
         TransportError,
         WorkerFailed,
     )
+    from .estimate import Estimate
+    from .journal import Journal
     from .market import LeastExpensive, LinearPricing, Offer, Strategy
     from .payload import Payload, Requirement, vm
     from .script import CommandResult, Script
@@ -68,12 +70,14 @@ _PUBLIC: dict[str, str] = {
     "ConfigurationError": ".errors",
     "Conflict": ".errors",
     "DaemonUnreachable": ".errors",
+    "Estimate": ".estimate",
     "Forbidden": ".errors",
     "Golem": ".engine",
     "GolemError": ".errors",
     "Gone": ".errors",
     "JobError": ".errors",
     "JobTimeout": ".errors",
+    "Journal": ".journal",
     "LeastExpensive": ".market",
     "LinearPricing": ".market",
     "NoOffersError": ".errors",
@@ -134,12 +138,14 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "DaemonUnreachable",
+    "Estimate",
     "Forbidden",
     "Golem",
     "GolemError",
     "Gone",
     "JobError",
     "JobTimeout",
+    "Journal",
     "LeastExpensive",
     "LinearPricing",
     "NoOffersError",

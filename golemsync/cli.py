@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
-from golemsync.cli_client import register_offers, register_status
+from golemsync.cli_client import register_estimate, register_offers, register_status
 
 
 def _register_devnet(subparsers: Any) -> None:
@@ -54,6 +54,9 @@ def _run_devnet(args: argparse.Namespace) -> int:
     from golemsync.devnet.network import Devnet
     from golemsync.devnet.sandbox import warn_unsandboxed
 
+    if args.providers is not None and args.providers < 1:
+        print(f"error: --providers must be at least 1 (got {args.providers})", file=sys.stderr)
+        return 2
     app_key = _app_key(args)
     warn_unsandboxed()
     stop = threading.Event()
@@ -77,6 +80,7 @@ COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("devnet", _register_devnet),
     ("status", register_status),
     ("offers", register_offers),
+    ("estimate", register_estimate),
 ]
 
 

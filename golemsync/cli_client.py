@@ -5,17 +5,25 @@ app key, which identity, payment account and allocations. Each failure comes wit
 Exit code 0 when everything needed works, 1 otherwise (2 for bad usage).
 
 ``offers`` lists the providers whose offers meet a VM image's requirements, with their prices,
-as a table or as JSON (``--json``): from a market scan (``POST /market-api/v1/scan``) when the
-daemon has one, else by publishing a demand for a few seconds.
+as a table or as JSON (``--json``, errors too): from a market scan (``POST
+/market-api/v1/scan``) when the daemon has one, else by publishing a demand for a few seconds.
+Exit code 1 when no offer matched.
+
+``estimate`` publishes a demand and plans a job over the offers (:mod:`golemsync.estimate`):
+low / likely / high cost and wall time, the providers it would hire, and whether ``--budget``
+covers it. Exit code 0 when it does (or no budget was given), 1 when it does not or no offer
+matched.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Optional
@@ -33,8 +41,7 @@ def register_status(subparsers: Any) -> None:
     parser.set_defaults(func=run_status)
 
 
-def register_offers(subparsers: Any) -> None:
-    parser = subparsers.add_parser("offers", help="scan the market for an image's providers")
+def _image_arguments(parser: Any) -> None:
     parser.add_argument("--image-hash", default=PLACEHOLDER_HASH, help="SHA3-224 of the image")
     parser.add_argument("--image-url", default=PLACEHOLDER_URL, help="download URL of the image")
     parser.add_argument("--min-mem-gib", type=float, default=0.5)
@@ -42,7 +49,26 @@ def register_offers(subparsers: Any) -> None:
     parser.add_argument("--min-cpu-threads", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds to listen (5)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def register_offers(subparsers: Any) -> None:
+    parser = subparsers.add_parser("offers", help="scan the market for an image's providers")
+    _image_arguments(parser)
     parser.set_defaults(func=run_offers)
+
+
+def register_estimate(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "estimate", help="what a job would cost and take, from the offers on the market now")
+    parser.add_argument("--tasks", type=int, required=True, help="number of tasks")
+    parser.add_argument("--seconds-per-task", type=float, default=60.0,
+                        help="expected seconds of work per task (60)")
+    parser.add_argument("--max-workers", type=int, default=4, help="providers to hire (4)")
+    parser.add_argument("--startup-seconds", type=float, default=0.0,
+                        help="each provider's time before its first task (image download)")
+    parser.add_argument("--budget", type=str, default=None, help="GLM available")
+    _image_arguments(parser)
+    parser.set_defaults(func=run_estimate)
 
 
 # -- status ----------------------------------------------------------------------------------------
@@ -109,27 +135,64 @@ def _payment_status(
 
 
 # -- offers -------------------------------------------------------------------------------------
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """Report an error on stderr, or as JSON on stdout with ``--json``; exit code 1."""
+    if getattr(args, "json", False):
+        print(json.dumps({"error": message}, indent=2))
+    else:
+        print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
 def run_offers(args: argparse.Namespace) -> int:
     from .errors import GolemError
 
     try:
         offers = scan(args)
     except GolemError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return _fail(args, str(exc))
     if args.json:
         print(json.dumps(offers, indent=2, default=str))
     else:
         print(_table(offers))
-    return 0
+    return 0 if offers else 1
 
 
-def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The providers whose offers meet the requirements: from a market scan when the daemon
-    has one, else from a demand subscribed for ``args.timeout`` seconds."""
+def run_estimate(args: argparse.Namespace) -> int:
+    from .errors import ConfigurationError, GolemError
+    from .estimate import collect_offers, plan
+    from .market import Demand
+    from .money import to_decimal
+
+    try:
+        budget = None if args.budget is None else to_decimal(args.budget)
+    except ValueError:
+        return _fail(args, f"--budget must be a number of GLM, got {args.budget!r}")
+    try:
+        with _market(args) as (client, config, properties, constraints):
+            offers, seen, refused = collect_offers(
+                client.market, Demand(properties, constraints),
+                platform=config.payment_platform, window=args.timeout,
+                poll_timeout=min(args.timeout, 2.0))
+        estimate = plan(offers, tasks=args.tasks, seconds_per_task=args.seconds_per_task,
+                        max_workers=args.max_workers, budget=budget,
+                        startup_seconds=args.startup_seconds, offers_seen=seen,
+                        refused=refused)
+    except (ConfigurationError, GolemError) as exc:
+        return _fail(args, str(exc))
+    if not estimate.providers:
+        return _fail(args, f"no usable offer matched the demand ({seen} offers seen; check "
+                           "the --min-* requirements and YAGNA_SUBNET)")
+    print(json.dumps(estimate.to_dict(), indent=2) if args.json else str(estimate))
+    return 0 if estimate.covered else 1
+
+
+@contextlib.contextmanager
+def _market(args: argparse.Namespace) -> Iterator[tuple[Any, Any, dict[str, Any], str]]:
+    """A client, the config and the demand (properties, constraints) for the image args."""
+    from . import timestamps
     from .config import Config
-    from .errors import ApiError
-    from .market import PLATFORM_PREFIX, LinearPricing
+    from .market import PLATFORM_PREFIX
     from .payload import vm
     from .rest import YagnaClient
 
@@ -141,12 +204,30 @@ def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
     clauses = [*payload.constraints, f"(golem.node.debug.subnet={config.subnet})",
                f"({platform_key}=*)"]
     with YagnaClient(config) as client:
+        identity = client.identity.me().identity
+        properties = {**payload.properties, "golem.node.debug.subnet": config.subnet,
+                      platform_key: identity, "golem.com.payment.protocol.version": "3",
+                      "golem.srv.comp.expiration":
+                          int(timestamps.now().timestamp() * 1000) + 15 * 60 * 1000}
+        yield client, config, properties, "(&" + "".join(clauses) + ")"
+
+
+def scan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The providers whose offers meet the requirements: from a market scan when the daemon
+    has one, else from a demand subscribed for ``args.timeout`` seconds."""
+    from .errors import ApiError
+    from .market import LinearPricing
+
+    with _market(args) as (client, _, properties, constraints):
         try:  # a market scan, where the daemon has it: no demand is published
-            proposals = _scan_offers(client, "(&" + "".join(clauses) + ")", args.timeout)
+            proposals = _scan_offers(client, constraints, args.timeout)
         except ApiError as exc:
             logger.info("market scan unavailable (%s); publishing a demand", exc)
-            proposals = _demand_offers(client, config, payload, platform_key, clauses,
-                                       args.timeout)
+            subscription = client.market.subscribe_demand(properties, constraints)
+            try:
+                proposals = _collect(client, subscription, args.timeout)
+            finally:
+                client.market.unsubscribe_demand(subscription)
     rows = []
     for proposal in proposals.values():
         price = LinearPricing.from_properties(proposal.properties)
@@ -179,22 +260,6 @@ def _scan_offers(client: Any, constraints: str, seconds: float) -> dict[str, Any
 class _ScannedProposal:
     issuer_id: str
     properties: dict[str, Any]
-
-
-def _demand_offers(client: Any, config: Any, payload: Any, platform_key: str,
-                   clauses: list[str], seconds: float) -> dict[str, Any]:
-    from . import timestamps
-
-    identity = client.identity.me().identity
-    properties = {**payload.properties, "golem.node.debug.subnet": config.subnet,
-                  platform_key: identity, "golem.com.payment.protocol.version": "3",
-                  "golem.srv.comp.expiration":
-                      int(timestamps.now().timestamp() * 1000) + 15 * 60 * 1000}
-    subscription = client.market.subscribe_demand(properties, "(&" + "".join(clauses) + ")")
-    try:
-        return _collect(client, subscription, seconds)
-    finally:
-        client.market.unsubscribe_demand(subscription)
 
 
 def _collect(client: Any, subscription: str, seconds: float) -> dict[str, Any]:

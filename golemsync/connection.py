@@ -2,6 +2,8 @@
 
 Examples and first experiments should run anywhere, so :func:`network` starts a devnet on
 loopback unless ``YAGNA_APPKEY`` is set, in which case it connects to that daemon as usual.
+``YAGNA_API_URL`` set without ``YAGNA_APPKEY`` is refused (:class:`ConfigurationError`): the
+daemon named was meant, and silently running on a devnet instead would hide the mistake.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ def network(*, providers: int = 4, seed: Optional[int] = None) -> Iterator[dict[
     in-process devnet with ``providers`` simulated providers is started for the duration of
     the ``with`` block and stopped after it; if its providers' commands cannot run under
     bubblewrap, one warning says so on stderr (see :mod:`golemsync.devnet.sandbox`).
+    ``YAGNA_API_URL`` without ``YAGNA_APPKEY`` raises :class:`~golemsync.errors.ConfigurationError`.
     """
+    if os.environ.get("YAGNA_API_URL") and not os.environ.get("YAGNA_APPKEY"):
+        from .errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"YAGNA_API_URL is set ({os.environ['YAGNA_API_URL']}) but YAGNA_APPKEY is not: "
+            "set YAGNA_APPKEY to use that daemon, or unset YAGNA_API_URL to run on an "
+            "embedded devnet")
     if os.environ.get("YAGNA_APPKEY"):
         yield {}
         return

@@ -61,6 +61,7 @@ from .events import (
     TaskRetried,
 )
 from .executor import GolemExecutor
+from .journal import Journal
 from .market import (
     Demand,
     Hire,
@@ -75,12 +76,13 @@ from .money import to_decimal
 from .payload import Payload
 from .payments import Payments
 from .rest import MarketDecoration, Transport, YagnaClient
-from .session import ProviderSession, SessionEnd, SessionSettings, Worker
+from .session import Ledger, ProviderSession, SessionEnd, SessionSettings, Worker
 from .settings import Settings
 from .summary import Summary
 from .tasks import DRAINED, Attempt, Task, TaskQueue, TaskStatus
 
 if TYPE_CHECKING:
+    from .estimate import Estimate
     from .storage.base import StorageProvider
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,9 @@ class Golem:
         self._decorations: Optional[MarketDecoration] = None
         self._signals = _SignalGuard()
         self.identity: Optional[str] = None
+        self._journals: dict[str, Journal] = {}  # path -> journal in use (guarded by _lock)
+        self._journal_lock = threading.Lock()  # serialises journal recovery (HTTP calls)
+        self._allocation_released = False
 
     def __repr__(self) -> str:
         return f"Golem(api_url={self.config.api_url!r}, budget={self.budget}, state={self._state})"
@@ -244,6 +249,7 @@ class Golem:
                 executor.join(60)
             self._teardown()
         finally:
+            self._close_journals()
             with self._lock:
                 self._state = "closed"
             self._signals.restore()
@@ -255,12 +261,13 @@ class Golem:
             for record in unpaid:
                 logger.warning("no invoice from %s for agreement %s within %ss; paid only "
                                "accepted debit notes (%s GLM)", record.provider_name,
-                               record.agreement_id, self.settings.invoice_timeout, record.spent)
+                               record.agreement_id, self.settings.invoice_timeout,
+                               format(record.spent, "f"))
         self._payments_stop.set()
         if payments is not None:
             payments.stop()
             payments.join(self.settings.poll_timeout + 5)
-        self._release_allocation()
+        self._allocation_released = self._release_allocation()
         with self._lock:
             storage, self._storage = self._storage, None
         if storage is not None:
@@ -270,13 +277,67 @@ class Golem:
             self._client.close()
         self._events.close()
 
-    def _release_allocation(self) -> None:
+    def _release_allocation(self) -> bool:
         if self._client is None or self._allocation_id is None:
-            return
+            return False
         try:
             self._client.payment.release_allocation(self._allocation_id)
+            return True
         except GolemError as exc:
             logger.warning("could not release allocation %s: %s", self._allocation_id, exc)
+            return False
+
+    # -- journals (golemsync.journal) ----------------------------------------------------------
+    def _journal(self, spec: Union[str, os.PathLike[str], Journal]) -> Journal:
+        # called with the lock held: the one Journal of that path in this session
+        journal = spec if isinstance(spec, Journal) else Journal(spec)
+        known = self._journals.setdefault(journal.path, journal)
+        if isinstance(spec, Journal) and known is not spec:
+            raise ConfigurationError(f"another Journal object already uses {journal.path} in "
+                                     "this session; pass that one (or its path)")
+        return known
+
+    def _attach_journal(self, journal: Journal) -> None:
+        """Open the journal and settle earlier runs' orphans, once per session."""
+        assert self._client is not None
+        with self._journal_lock:
+            if journal.attached:
+                return
+            journal.attach(self._client, daemon_url=self.config.api_url,
+                           identity=self.identity, allocation_id=self._allocation_id,
+                           invoice_timeout=self.settings.invoice_timeout,
+                           poll_timeout=self.settings.poll_timeout)
+            self._events.subscribe(journal.on_event)
+
+    def _close_journals(self) -> None:
+        with self._lock:
+            journals = list(self._journals.values())
+        for journal in journals:
+            journal.close(allocation_released=self._allocation_released)
+
+    def estimate(self, payload: Payload, *, tasks: int, seconds_per_task: Optional[float] = None,
+                 max_workers: int = 4, window: Optional[float] = None,
+                 startup_seconds: float = 0.0) -> Estimate:
+        """What running ``tasks`` tasks of ``seconds_per_task`` each (default: the settings'
+        ``expected_task_seconds``) on up to ``max_workers`` providers would cost and take, from
+        the offers on the market now (see :mod:`golemsync.estimate`). Blocks for ``window``
+        seconds (default: two poll windows) while it collects offers; ``startup_seconds`` is
+        each provider's time before its first task (image download), billed too."""
+        from .estimate import estimate_job
+
+        with self._lock:
+            if self._state != "running" or self._client is None:
+                raise RuntimeError("use estimate inside `with Golem(...) as golem:`")
+            client, decorations = self._client, self._decorations
+        assert decorations is not None
+        seconds = seconds_per_task if seconds_per_task is not None \
+            else self.settings.expected_task_seconds
+        return estimate_job(client, self.config, decorations, payload, tasks=tasks,
+                            seconds_per_task=seconds, max_workers=max_workers,
+                            strategy=self.strategy, budget=self.budget - self.spent,
+                            window=window if window is not None
+                            else 2 * self.settings.poll_timeout,
+                            startup_seconds=startup_seconds)
 
     # -- jobs ----------------------------------------------------------------------------------
     def execute_tasks(
@@ -291,6 +352,8 @@ class Golem:
         max_retries: int = 3,
         offer_timeout: float = 60.0,
         progress: Optional[bool] = None,
+        journal: Union[str, os.PathLike[str], Journal, None] = None,
+        refuse_over_budget: bool = False,
     ) -> Iterator[Task[Any]]:
         """Run ``worker`` over ``data`` on up to ``max_workers`` providers; yield finished tasks.
 
@@ -305,18 +368,43 @@ class Golem:
         error that ends the job carries ``unfinished``: the tasks not yielded. ``progress``
         draws a progress bar (default: only on a terminal). Leaving the iteration early stops
         the job. Several jobs may run at once on one ``Golem`` (from different threads).
+
+        ``journal`` (a path or a :class:`~golemsync.journal.Journal`) records accepted tasks
+        and the session's agreements: a rerun yields the tasks it holds at once
+        (``task.resumed``) and, first, settles what a killed earlier run left on the daemon
+        (see :mod:`golemsync.journal`). ``refuse_over_budget`` estimates the job from the
+        offers on the market first (``data`` must then be sized) and raises
+        :class:`BudgetExceeded` before hiring anyone when the likely cost exceeds the budget
+        left.
         """
         _check_job_arguments(worker, payload, max_workers, timeout, task_timeout, max_retries,
                              offer_timeout)
         with self._lock:
             if self._state != "running":
                 raise RuntimeError("use execute_tasks inside `with Golem(...) as golem:`")
+            opened = self._journal(journal) if journal is not None else None
             job = Job(self._job_parts(), worker, data, payload,
                       limits=JobLimits(max_workers, timeout, task_timeout, max_retries,
-                                       offer_timeout))
+                                       offer_timeout), journal=opened)
             self._jobs.add(job)
         total = len(data) if isinstance(data, Sized) else None
-        return self._iterate(job, show_progress.wanted(progress), total)
+        if refuse_over_budget and total is None:
+            raise ConfigurationError("refuse_over_budget needs data of known length (a list)")
+        check = (lambda: self._refuse_over_budget(payload, data, max_workers, opened)) \
+            if refuse_over_budget else None
+        return self._iterate(job, show_progress.wanted(progress), total, check)
+
+    def _refuse_over_budget(self, payload: Payload, data: Any, max_workers: int,
+                            journal: Optional[Journal]) -> None:
+        count = journal.count_unfinished(data) if journal is not None else len(data)
+        if count == 0:
+            return
+        estimate = self.estimate(payload, tasks=count, max_workers=max_workers)
+        if not estimate.covered:
+            raise BudgetExceeded(f"the job would likely cost {format(estimate.likely, 'f')} "
+                                 f"GLM, more than the budget left "
+                                 f"({format(estimate.budget, 'f')} GLM); nothing was hired",
+                                 report=str(estimate))
 
     def _job_parts(self) -> JobParts:
         # called with the lock held, while running
@@ -327,13 +415,21 @@ class Golem:
                         decorations=self._decorations, budget=self.budget,
                         settings=self.settings, claims=_Claims(self._lock, self._busy))
 
-    def _iterate(self, job: Job, draw: bool, total: Optional[int]) -> Iterator[Task[Any]]:
+    def _iterate(self, job: Job, draw: bool, total: Optional[int],
+                 check: Optional[Callable[[], None]] = None) -> Iterator[Task[Any]]:
         error: Optional[BaseException] = None
         bar = show_progress.ProgressBar(total, lambda: self.spent) if draw else None
         unsubscribe = self._events.subscribe(bar) if bar is not None else None
         try:
+            if job.journal is not None:
+                self._attach_journal(job.journal)
+            if check is not None:
+                check()
             job.start()
-            yield from job.results()
+            for task in job.results():
+                if job.journal is not None and task.status is TaskStatus.DONE:
+                    job.journal.task_done(task)  # committed before the caller sees it
+                yield task
         except BaseException as exc:
             error = exc
             job.stop_and_join()
@@ -350,11 +446,16 @@ class Golem:
 
     def executor(self, payload: Payload, *, max_workers: int = 4, max_retries: int = 3,
                  task_timeout: Optional[float] = None,
-                 offer_timeout: float = 60.0) -> GolemExecutor:
+                 offer_timeout: float = 60.0,
+                 journal: Union[str, os.PathLike[str], None] = None) -> GolemExecutor:
         """A ``concurrent.futures.Executor`` running calls on providers (see
-        :mod:`golemsync.executor`). It runs as one of this session's jobs until shut down."""
+        :mod:`golemsync.executor`). It runs as one of this session's jobs until shut down.
+        ``journal`` records its agreements, activities and allocation (not its calls), so a
+        run killed while it works is settled by the next one (see :mod:`golemsync.journal`)."""
+        journaled = Journal(journal, record_tasks=False) if journal is not None else None
         executor = GolemExecutor(self, payload, max_workers=max_workers, max_retries=max_retries,
-                                 task_timeout=task_timeout, offer_timeout=offer_timeout)
+                                 task_timeout=task_timeout, offer_timeout=offer_timeout,
+                                 journal=journaled)
         with self._lock:
             self._executors.append(executor)
         return executor
@@ -483,7 +584,7 @@ class Job:
     """
 
     def __init__(self, parts: JobParts, worker: Worker, data: Iterable[Any], payload: Payload,
-                 *, limits: JobLimits) -> None:
+                 *, limits: JobLimits, journal: Optional[Journal] = None) -> None:
         self.id = f"job-{next(_job_numbers)}"
         self._parts = parts
         self._worker = worker
@@ -491,7 +592,9 @@ class Job:
         self._payload = payload
         self._limits = limits
         self._stop = threading.Event()
-        self.queue = TaskQueue(data, max_retries=limits.max_retries,
+        self.journal = journal
+        source = journal.resume(data) if journal is not None else data
+        self.queue = TaskQueue(source, max_retries=limits.max_retries,
                                task_timeout=limits.task_timeout,
                                on_final=self._final, on_retry=self._retried,
                                read_ahead=max(64, 4 * limits.max_workers))
@@ -556,6 +659,11 @@ class Job:
         who = {"provider_id": attempt.provider_id, "provider_name": attempt.provider_name,
                "data": task.data, "attempts": task.attempts, "running_time": task.running_time}
         if task.status is TaskStatus.DONE:
+            if self.journal is not None:
+                try:
+                    self.journal.task_done(task)
+                except GolemError as exc:  # a result the codec cannot store: say so now
+                    self.failed(exc)
             self.emit(TaskAccepted(**who))
         else:
             self.emit(TaskFailedEvent(**who, error=str(task.error)))
@@ -589,6 +697,8 @@ class Job:
         return ok and self._parts.claims.claim(offer.provider_id, self.id)
 
     def signed(self, hire: Hire) -> None:
+        if self.journal is not None:
+            self.journal.agreement_signed(hire)
         with self._lock:
             self._signed[hire.agreement_id] = hire
         self._parts.payments.track(hire)
@@ -602,11 +712,18 @@ class Job:
             self._parts.payments.ended(agreement_id)
         else:
             self._parts.payments.forget(agreement_id)  # never approved: no invoice will come
+        if self.journal is not None:
+            self.journal.agreement_state(agreement_id,
+                                         "terminated" if terminated else "cancelled")
 
     def hired(self, hire: Hire) -> None:
+        ledger: Ledger = self._parts.payments
+        if self.journal is not None:
+            self.journal.agreement_state(hire.agreement_id, "approved")
+            ledger = self.journal.ledger(ledger)
         session = ProviderSession(
             hire, worker=self._worker, tasks=self.queue,
-            activity=self._parts.client.activity, ledger=self._parts.payments,
+            activity=self._parts.client.activity, ledger=ledger,
             storage=self._parts.storage, emit=self.emit, stop=self._stop,
             settings=SessionSettings(self._parts.settings.poll_timeout,
                                      self._parts.settings.activity_timeout,
@@ -651,6 +768,8 @@ class Job:
             self._parts.client.market.terminate_agreement(hire.agreement_id, reason)
         except GolemError as exc:
             logger.info("terminate agreement with %s: %s", hire.provider_name, exc)
+        if self.journal is not None:
+            self.journal.agreement_state(hire.agreement_id, "terminated")
         self._parts.payments.ended(hire.agreement_id)
         self.emit(AgreementTerminated(provider_id=hire.provider_id,
                                       provider_name=hire.provider_name,
@@ -697,8 +816,9 @@ class Job:
             return
         report = self.report()
         if budget_blocked or self._parts.payments.out_of_budget:
-            raise BudgetExceeded(f"the remaining budget (of {self._parts.budget} GLM, "
-                                 f"{self._parts.payments.spent} spent) cannot pay another "
+            raise BudgetExceeded(f"the remaining budget (of {format(self._parts.budget, 'f')} "
+                                 f"GLM, {format(self._parts.payments.spent, 'f')} spent) "
+                                 "cannot pay another "
                                  "provider; raise budget= or lower max_workers", report=report)
         seen = self._negotiator.report.offers_seen if self._negotiator is not None else 0
         if hired == 0 and not self._released:

@@ -63,7 +63,8 @@ class JobRunner(Protocol):
     def execute_tasks(self, worker: Any, data: Iterable[Any], payload: Payload, *,
                       max_workers: int = ..., max_retries: int = ...,
                       task_timeout: Optional[float] = ..., offer_timeout: float = ...,
-                      progress: Optional[bool] = ...) -> Iterator[Task[Any]]: ...
+                      progress: Optional[bool] = ...,
+                      journal: Any = ...) -> Iterator[Task[Any]]: ...
 
 
 class GolemExecutor(Executor):
@@ -71,8 +72,9 @@ class GolemExecutor(Executor):
 
     def __init__(self, golem: JobRunner, payload: Payload, *, max_workers: int = 4,
                  max_retries: int = 3, task_timeout: Optional[float] = None,
-                 offer_timeout: float = 60.0) -> None:
+                 offer_timeout: float = 60.0, journal: Any = None) -> None:
         self._golem = golem
+        self._journal = journal
         self._calls: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()  # guards _shutdown and _pending
         self._shutdown = False
@@ -132,7 +134,7 @@ class GolemExecutor(Executor):
             for task in self._golem.execute_tasks(
                     _worker, self._source(), payload, max_workers=max_workers,
                     max_retries=max_retries, task_timeout=task_timeout,
-                    offer_timeout=offer_timeout, progress=False):
+                    offer_timeout=offer_timeout, progress=False, journal=self._journal):
                 _settle(task)
         except BaseException as exc:  # noqa: B036 - every Future must hear of it
             logger.error("executor job failed: %s", exc)

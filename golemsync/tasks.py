@@ -109,10 +109,16 @@ class Task(Generic[D]):
     ``result`` of a failed task raises :class:`~golemsync.errors.TaskFailed` (like
     ``Future.result()``), so a failure cannot pass unnoticed. ``provider_name``/``provider_id``
     name the provider of the latest attempt (for a failed task: the one it last failed on).
+
+    ``key`` names the task in a journal (see :mod:`golemsync.journal`); without one the journal
+    derives it from ``data``. ``resumed`` is True for a task a journal found finished by an
+    earlier run: it was not run again and its ``result`` is the one recorded then.
     """
 
-    def __init__(self, data: D) -> None:
+    def __init__(self, data: D, *, key: Optional[str] = None) -> None:
         self.data = data
+        self.key = key
+        self.resumed = False
         self.status = TaskStatus.PENDING
         self.attempts = 0
         self.provider_name: Optional[str] = None
@@ -182,6 +188,15 @@ class Task(Generic[D]):
             callback = self._on_verdict
         if callback is not None:
             callback(self, attempt)
+
+    def _resume(self, result: Any) -> None:
+        """Mark the task finished by an earlier run (a journal's record): it will not run."""
+        with self._lock:
+            if self.status is not TaskStatus.PENDING or self.attempts:
+                raise RuntimeError(f"task {self.data!r} already ran; cannot resume it")
+            self._result = result
+            self.status = TaskStatus.DONE
+            self.resumed = True
 
     def _start_attempt(
         self, provider_id: str, provider_name: str, timeout: Optional[float]
@@ -268,9 +283,17 @@ class TaskQueue:
 
     def _admit(self, task: Task[Any], stop: threading.Event) -> bool:
         with self._cond:
-            if task.status is not TaskStatus.PENDING or id(task) in self._unyielded:
+            resumed = task.resumed and task.status is TaskStatus.DONE
+            if (task.status is not TaskStatus.PENDING and not resumed) \
+                    or id(task) in self._unyielded:
                 raise ValueError(f"{task!r} was given to the job twice or already ran; "
                                  "give each Task object once")
+            if resumed:  # finished by an earlier run: straight to the caller
+                self._unyielded[id(task)] = task
+                self._submitted += 1
+                self._finished.append(task)
+                self._cond.notify_all()
+                return True
             while len(self._pending) >= self._read_ahead and not self._stopping(stop):
                 self._cond.wait(0.5)  # woken by get(); the timeout only re-checks ``stop``
             task._on_verdict = self._verdict

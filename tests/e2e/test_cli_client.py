@@ -1,4 +1,5 @@
-"""`golemsync status` and `golemsync offers`, run as a user would, on a devnet and without one."""
+"""`golemsync status`, `offers`, `estimate` and `devnet`, run as a user would, on a devnet and
+without one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 
 import pytest
 
@@ -60,7 +62,37 @@ def test_offers_lists_every_provider_with_prices(devnet: Devnet) -> None:
 
 def test_offers_respects_requirements(devnet: Devnet) -> None:
     result = golemsync("offers", "--timeout", "1", "--min-mem-gib", "100000", env=devnet.env)
-    assert result.returncode == 0 and "no offers matched" in result.stdout
+    assert result.returncode == 1 and "no offers matched" in result.stdout
+
+
+def test_offers_json_reports_errors_as_json() -> None:
+    result = golemsync("offers", "--timeout", "1", "--json",
+                       env={"YAGNA_API_URL": "http://127.0.0.1:9", "YAGNA_APPKEY": "k"})
+    assert result.returncode == 1
+    assert "no yagna daemon answers" in json.loads(result.stdout)["error"]
+
+
+def test_devnet_refuses_zero_providers() -> None:
+    result = golemsync("devnet", "--providers", "0", env={})
+    assert result.returncode == 2 and "--providers must be at least 1" in result.stderr
+
+
+def test_estimate_plans_the_job_from_the_offers(devnet: Devnet) -> None:
+    args = ("estimate", "--tasks", "10", "--seconds-per-task", "30", "--max-workers", "3",
+            "--timeout", "1")
+    result = golemsync(*args, "--budget", "5", "--json", env=devnet.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert [p["tasks"] for p in report["providers"]] == [4, 3, 3]
+    cost = {k: Decimal(v) for k, v in report["cost_glm"].items()}
+    assert 0 < cost["low"] < cost["likely"] < cost["high"]
+    assert "E" not in report["cost_glm"]["likely"]
+    assert report["wall_seconds"] == {"low": 100.0, "likely": 120.0, "high": 180.0}
+    assert report["budget_covers_likely"] is True
+    poor = golemsync(*args, "--budget", "0.0000001", env=devnet.env)
+    assert poor.returncode == 1 and "does NOT cover" in poor.stdout
+    nothing = golemsync(*args, "--min-mem-gib", "100000", "--json", env=devnet.env)
+    assert nothing.returncode == 1 and "no usable offer" in json.loads(nothing.stdout)["error"]
 
 
 def test_offers_against_a_daemon_that_is_down() -> None:
