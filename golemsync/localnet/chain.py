@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 import requests
 
-from golemsync.localnet.process import Child, free_port
+from golemsync.localnet.process import MARK, Child, free_port
 from golemsync.localnet.token import BALANCE_OF, TRANSFER, bytecode
 
 CHAIN_ID = 17000  # holesky's: the daemon's erc20 driver checks it
@@ -51,7 +51,8 @@ class Chain:
         self._child = Child("anvil", [str(self._anvil), "--host", "127.0.0.1",
                                       "--port", str(self.port), "--chain-id", str(CHAIN_ID),
                                       "--block-time", str(BLOCK_TIME)],
-                            env={"PATH": "/usr/bin:/bin"}, log=self._state_dir / "anvil.log")
+                            env={"PATH": "/usr/bin:/bin", MARK: str(self._state_dir)},
+                            log=self._state_dir / "anvil.log")
         self._wait_ready(timeout)
         self.dev_account = str(self.call("eth_accounts")[0])
         receipt = self.transact({"data": "0x" + bytecode()})

@@ -21,7 +21,7 @@ from typing import Optional
 import requests
 
 from golemsync.localnet.chain import ZERO_ADDRESS
-from golemsync.localnet.process import Child, free_port
+from golemsync.localnet.process import MARK, Child, free_port
 
 NETWORK = "holesky"
 PLATFORM = "erc20-holesky-tglm"
@@ -59,6 +59,7 @@ class YagnaNode:
     def _environment(self, chain_url: str, token: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
         env.update({
+            MARK: str(self.data_dir.parent),
             "YAGNA_DATADIR": str(self.data_dir),
             "GSB_URL": self.gsb_url,
             "YAGNA_API_URL": self.api_url,

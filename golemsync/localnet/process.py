@@ -20,6 +20,10 @@ from typing import IO, Optional
 
 logger = logging.getLogger(__name__)
 
+# Every child gets this variable, set to its localnet's state directory: how a check (or a
+# person with `grep -l` on /proc/*/environ) finds what a localnet left running.
+MARK = "GOLEMSYNC_LOCALNET_STATE"
+
 
 class Child:
     """One running program; ``stop`` is idempotent."""
@@ -68,6 +72,24 @@ class Child:
         if self.process.poll() is None:
             self.process.wait(10)
         self._handle.close()
+
+
+def marked(state_dir: Path) -> list[int]:
+    """PIDs of live processes (not zombies) that carry ``state_dir``'s mark (Linux /proc)."""
+    wanted = f"{MARK}={state_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found
 
 
 def free_port(low: int = 1024, high: int = 65535, rng: Optional[random.Random] = None) -> int:
