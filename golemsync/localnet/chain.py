@@ -2,7 +2,8 @@
 
 Everything goes over plain JSON-RPC from anvil's first dev account, which anvil keeps
 unlocked: ``eth_sendTransaction`` deploys the token and funds addresses, ``evm_mine`` mines
-the pending transactions at once (so a receipt is there without waiting for the 2 s block
+the pending transactions at once (the token, then the multi-transfer contract the
+erc20 driver pays several providers through, are deployed first) (so a receipt is there without waiting for the 2 s block
 timer, which only keeps the head fresh for the payment driver), ``eth_call`` reads balances.
 """
 
@@ -39,6 +40,7 @@ class Chain:
         self.port = 0
         self.url = ""
         self.token = ""
+        self.multi_transfer = ""
         self.dev_account = ""
         self._child: Optional[Child] = None
         self._ids = itertools.count(1)
@@ -60,6 +62,9 @@ class Chain:
         if not isinstance(address, str):
             raise ChainError(f"token deployment gave no contract address: {receipt!r}")
         self.token = address
+        multi = self.transact({"data": "0x" + bytecode("LocalMultiTransfer")
+                               + _word_address(self.token)})
+        self.multi_transfer = str(multi.get("contractAddress"))
 
     def stop(self) -> None:
         if self._child is not None:

@@ -155,7 +155,8 @@ class Localnet:
 
     def _node(self, name: str, hub: str) -> YagnaNode:
         return YagnaNode(name, self._yagna, self.state_dir, hub=hub,
-                         chain_url=self.chain.url, token=self.chain.token)
+                         chain_url=self.chain.url, token=self.chain.token,
+                         multi_transfer=self.chain.multi_transfer)
 
     @staticmethod
     def _init_node(node: YagnaNode, role: str) -> None:

@@ -40,7 +40,7 @@ class YagnaNode:
 
     def __init__(self, name: str, yagna: Path, state_dir: Path, *,
                  hub: Optional[str] = None, gsb_port: Optional[int] = None,
-                 chain_url: str = "", token: str = "") -> None:
+                 chain_url: str = "", token: str = "", multi_transfer: str = "") -> None:
         self.name = name
         self._yagna = yagna
         self.data_dir = state_dir / name
@@ -51,12 +51,12 @@ class YagnaNode:
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.gsb_url = f"tcp://127.0.0.1:{self.gsb_port}"
         self.hub = hub
-        self.env = self._environment(chain_url, token)
+        self.env = self._environment(chain_url, token, multi_transfer)
         self.app_key = ""
         self.node_id = ""
         self._child: Optional[Child] = None
 
-    def _environment(self, chain_url: str, token: str) -> dict[str, str]:
+    def _environment(self, chain_url: str, token: str, multi: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_FOREIGN)}
         env.update({
             MARK: str(self.data_dir.parent),
@@ -68,12 +68,18 @@ class YagnaNode:
             "MEAN_CYCLIC_BCAST_INTERVAL": REBROADCAST,
             "YA_PAYMENT_NETWORK": NETWORK,
             "HOLESKY_WRAPPER_CONTRACT_ADDRESS": ZERO_ADDRESS,
+            # Payments go out and are confirmed quickly: anvil mines a block every 2 s.
+            "ERC20_SENDOUT_INTERVAL_SECS": "5",
+            "ERC20_HOLESKY_REQUIRED_CONFIRMATIONS": "1",
+            "ERC20_CONFIRMATION_INTERVAL_SECS": "2",
             "RUST_LOG": os.environ.get("GOLEMSYNC_LOCALNET_RUST_LOG", "info"),
         })
         if chain_url:
             env["HOLESKY_GETH_ADDR"] = chain_url
         if token:
             env["HOLESKY_TGLM_CONTRACT_ADDRESS"] = token
+        if multi:
+            env["HOLESKY_MULTI_PAYMENT_CONTRACT_ADDRESS"] = multi
         if self.hub is None:
             env["YA_NET_TYPE"] = "hybrid"
             env["YA_NET_RELAY_HOST"] = f"127.0.0.1:{free_port()}"  # nothing listens there
