@@ -1,10 +1,11 @@
 """The localnet's chain: Foundry's ``anvil`` on loopback, with golemsync's test token on it.
 
 Everything goes over plain JSON-RPC from anvil's first dev account, which anvil keeps
-unlocked: ``eth_sendTransaction`` deploys the token and funds addresses, ``evm_mine`` mines
-the pending transactions at once (the token, then the multi-transfer contract the
-erc20 driver pays several providers through, are deployed first) (so a receipt is there without waiting for the 2 s block
-timer, which only keeps the head fresh for the payment driver), ``eth_call`` reads balances.
+unlocked: ``eth_sendTransaction`` deploys the token and the multi-transfer contract (through
+which the erc20 driver pays several providers at once) and funds addresses, ``evm_mine``
+mines the pending transactions at once (so a receipt is there without waiting for the 2 s
+block timer, which only keeps the head fresh for the payment driver), ``eth_call`` reads
+balances.
 """
 
 from __future__ import annotations
