@@ -76,8 +76,43 @@ def _run_devnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_localnet(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "localnet", help="run real yagna nodes, a local chain and provider programs on "
+                         "127.0.0.1 (foreground; needs golemsync[localnet] and anvil)")
+    parser.add_argument("--providers", type=int, default=2, help="provider nodes (2)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for provider specs")
+    parser.set_defaults(func=_run_localnet)
+
+
+def _run_localnet(args: argparse.Namespace) -> int:
+    from golemsync.localnet import Localnet, LocalnetUnavailable
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with Localnet(args.providers, seed=args.seed) as net:
+            for name, value in net.env.items():
+                print(f"export {name}={value}", flush=True)
+            print(f"# golemsync localnet: {len(net.providers)} provider nodes, chain "
+                  f"{net.chain.url}, token {net.chain.token}; started in "
+                  f"{net.startup_seconds:.1f} s; state in {net.state_dir}; Ctrl-C to stop",
+                  file=sys.stderr, flush=True)
+            while not stop.wait(1.0):
+                pass
+    except LocalnetUnavailable as exc:
+        print(f"golemsync localnet: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
 COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("devnet", _register_devnet),
+    ("localnet", _register_localnet),
     ("status", register_status),
     ("offers", register_offers),
     ("estimate", register_estimate),

@@ -1,0 +1,380 @@
+"""The localnet's provider program: a provider on a real yagna node, without ya-provider.
+
+One :class:`LocalProvider` per provider node, run as threads of the process that started
+the localnet. It speaks only its node's REST API and GSB API (LOCALNET.md §5):
+
+* **market** (thread ``market``): publishes an offer built like the devnet's
+  (:func:`golemsync.devnet.providers.offer_properties`, prices from a
+  :class:`~golemsync.devnet.config.ProviderSpec`), answers every proposal of a requestor with
+  the offer again, approves every agreement;
+* **agreements** (thread ``agreements``): on ``AgreementTerminatedEvent`` issues the
+  agreement's invoice (the sum of its activities' final costs) and sends it;
+* **activity** (thread ``activity``): on ``CreateActivity`` starts a devnet
+  :class:`~golemsync.devnet.exeunit.ExeUnit` for it, binds ``/public/exeunit/<activity>``
+  through the GSB API (``Exec``, ``GetExecBatchResults``, ``GetRunningCommand``,
+  ``GetActivityState``, ``GetActivityUsage``), and only then sets the state to
+  ``Initialized`` (the requestor's ``POST /activity`` returns on that); it follows the exe-unit's
+  state into the daemon (``PUT .../state``) after every batch; on ``DestroyActivity`` it
+  stops the exe-unit and unbinds;
+* **billing** (thread ``billing``): every ``debit_note_interval`` seconds a cumulative debit
+  note (linear price × usage) per running activity, sent through the payment API.
+
+Every long-poll has a short timeout so :meth:`LocalProvider.stop` (which withdraws the offer,
+destroys the exe-units, unbinds their services and joins all threads) returns promptly.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Optional
+
+import requests
+
+from golemsync import money, timestamps
+from golemsync.devnet.config import USAGE_VECTOR, DevnetConfig, ProviderSpec
+from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
+from golemsync.devnet.exeunit import ExeUnit
+from golemsync.devnet.invoicing import cost
+from golemsync.devnet.providers import offer_properties
+from golemsync.localnet.gsbservice import BoundService, ServiceError
+
+logger = logging.getLogger(__name__)
+
+POLL = 2.0  # seconds of every long-poll: bounds how long stop() waits for a thread
+EXEUNIT_COMPONENTS = ("Exec", "GetExecBatchResults", "GetRunningCommand", "GetActivityState",
+                      "GetActivityUsage")
+
+
+@dataclass
+class _Activity:
+    activity_id: str
+    agreement_id: str
+    unit: ExeUnit
+    service: Optional[BoundService] = None
+    batches: dict[str, str] = field(default_factory=dict)  # requestor batch id -> exe-unit's
+    reported: tuple[str, Optional[str]] = ("New", None)
+    last_note: Optional[Decimal] = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ProviderError(RuntimeError):
+    """The provider's node refused a call the program cannot do without."""
+
+
+class LocalProvider:
+    """A provider program on one node (see the module docstring)."""
+
+    def __init__(self, *, name: str, api_url: str, app_key: str, node_id: str,
+                 spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.spec = spec
+        self._config = config
+        self._workdir = workdir
+        self._api = api_url.rstrip("/")
+        self._http = requests.Session()
+        self._http.headers["Authorization"] = f"Bearer {app_key}"
+        self._app_key = app_key
+        self._rng = random.Random(f"golemsync-localnet:{seed}:{name}")
+        self.properties = offer_properties(spec, node_id, config)
+        self.constraints = ("(&(golem.srv.comp.expiration>0)\n"
+                            f"\t(golem.node.debug.subnet={spec.subnet or config.subnet}))")
+        self.offer_id = ""
+        self._lock = threading.Lock()  # guards _activities, _agreements, _invoiced, _finals
+        self._activities: dict[str, _Activity] = {}
+        self._agreements: dict[str, list[str]] = {}  # approved agreement -> its activities
+        self._invoiced: set[str] = set()
+        self._finals: dict[str, Decimal] = {}  # ended activity -> its final cost
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Publish the offer and start the threads."""
+        self.offer_id = str(self._call("POST", "/market-api/v1/offers", json={
+            "properties": self.properties, "constraints": self.constraints}))
+        for role, target in (("market", self._market_loop),
+                             ("agreements", self._agreement_loop),
+                             ("activity", self._activity_loop),
+                             ("billing", self._billing_loop)):
+            thread = threading.Thread(target=self._guard, args=(target,),
+                                      name=f"golemsync-ln-{self.name}-{role}")
+            self._threads.append(thread)
+            thread.start()
+
+    def republish(self) -> None:
+        """Withdraw the offer and publish it again (a new offer id, broadcast anew)."""
+        with self._lock:
+            old = self.offer_id
+        self._quiet("DELETE", f"/market-api/v1/offers/{old}")
+        new = str(self._call("POST", "/market-api/v1/offers", json={
+            "properties": self.properties, "constraints": self.constraints}))
+        with self._lock:
+            self.offer_id = new
+
+    def stop(self) -> None:
+        """Withdraw the offer, stop every activity, join every thread. Idempotent."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self.offer_id:
+            self._quiet("DELETE", f"/market-api/v1/offers/{self.offer_id}")
+        for thread in self._threads:
+            thread.join()
+        with self._lock:
+            activities = list(self._activities.values())
+            self._activities.clear()
+        for activity in activities:
+            self._end_activity(activity)
+        self._http.close()
+
+    def _guard(self, target: Any) -> None:
+        try:
+            target()
+        except Exception:
+            if not self._stop.is_set():
+                logger.exception("localnet provider %s: %s died", self.name, target.__name__)
+
+    # -- market ------------------------------------------------------------------------------
+    def _market_loop(self) -> None:
+        countered: set[str] = set()
+        while not self._stop.is_set():
+            with self._lock:
+                offer_id = self.offer_id
+            events = self._poll(f"/market-api/v1/offers/{offer_id}/events",
+                                {"timeout": POLL, "maxEvents": 20})
+            for event in events:
+                kind = event.get("eventType")
+                if kind == "ProposalEvent":
+                    proposal = event.get("proposal") or {}
+                    proposal_id = str(proposal.get("proposalId", ""))
+                    if proposal_id and proposal_id not in countered \
+                            and proposal.get("issuerId") != self.node_id:
+                        countered.add(proposal_id)
+                        self._quiet("POST", f"/market-api/v1/offers/{offer_id}/proposals/"
+                                            f"{proposal_id}",
+                                    json={"properties": self.properties,
+                                          "constraints": self.constraints})
+                elif kind == "AgreementEvent":
+                    agreement = event.get("agreement") or {}
+                    agreement_id = str(agreement.get("agreementId", ""))
+                    if agreement_id:
+                        self._approve(agreement_id)
+
+    def _approve(self, agreement_id: str) -> None:
+        with self._lock:
+            self._agreements.setdefault(agreement_id, [])
+        self._quiet("POST", f"/market-api/v1/agreements/{agreement_id}/approve",
+                    params={"timeout": 10})
+
+    def _agreement_loop(self) -> None:
+        after = timestamps.to_wire(timestamps.now())
+        while not self._stop.is_set():
+            events = self._poll("/market-api/v1/agreementEvents",
+                                {"timeout": POLL, "afterTimestamp": after, "maxEvents": 20})
+            for event in events:
+                after = str(event.get("eventDate") or after)
+                if event.get("eventType") == "AgreementTerminatedEvent":
+                    self._invoice(str(event.get("agreementId", "")))
+
+    # -- activities ----------------------------------------------------------------------------
+    def _activity_loop(self) -> None:
+        after = timestamps.to_wire(timestamps.now())
+        while not self._stop.is_set():
+            events = self._poll("/activity-api/v1/events",
+                                {"timeout": POLL, "afterTimestamp": after, "maxEvents": 20})
+            for event in events:
+                after = str(event.get("eventDate") or after)
+                kind, body = _tagged(event)
+                activity_id = str(body.get("activityId") or event.get("activityId") or "")
+                agreement_id = str(body.get("agreementId") or event.get("agreementId") or "")
+                if kind == "CreateActivity" and activity_id:
+                    self._create_activity(activity_id, agreement_id)
+                elif kind == "DestroyActivity" and activity_id:
+                    with self._lock:
+                        activity = self._activities.pop(activity_id, None)
+                    if activity is not None:
+                        self._end_activity(activity)
+
+    def _create_activity(self, activity_id: str, agreement_id: str) -> None:
+        unit = ExeUnit(activity_id, workdir=self._workdir / activity_id, provider=self.spec,
+                       rng=random.Random(self._rng.getrandbits(64)),
+                       gftp_root=self._workdir / "gftp", usage_vector=USAGE_VECTOR,
+                       on_crash=lambda reason: None)
+        activity = _Activity(activity_id, agreement_id, unit)
+        try:
+            activity.service = BoundService(
+                self._api, self._app_key, f"/public/exeunit/{activity_id}",
+                EXEUNIT_COMPONENTS, lambda component, payload: self._exeunit_call(
+                    activity, component, payload))
+        except Exception:
+            unit.destroy()
+            raise
+        with self._lock:
+            self._activities[activity_id] = activity
+            self._agreements.setdefault(agreement_id, []).append(activity_id)
+        self._report_state(activity)
+
+    def _end_activity(self, activity: _Activity) -> None:
+        if activity.service is not None:
+            activity.service.close()
+        activity.unit.destroy()
+        final = cost(self.spec.coeffs, activity.unit.usage())
+        with self._lock:
+            self._finals[activity.activity_id] = final
+        self._set_state(activity, ("Terminated", None))
+
+    def _report_state(self, activity: _Activity) -> None:
+        state = activity.unit.state()
+        with activity.lock:
+            changed = state != activity.reported
+            activity.reported = state
+        if changed:
+            self._set_state(activity, state)
+
+    def _set_state(self, activity: _Activity, state: tuple[str, Optional[str]]) -> None:
+        with activity.lock:
+            activity.reported = state
+        self._quiet("PUT", f"/activity-api/v1/activity/{activity.activity_id}/state",
+                    json={"state": [state[0], state[1]]})
+
+    # -- the exe-unit's bus messages ---------------------------------------------------------
+    def _exeunit_call(self, activity: _Activity, component: str,
+                      payload: Mapping[str, Any]) -> Any:
+        unit = activity.unit
+        if component == "Exec":
+            script = payload.get("exeScript")
+            if not isinstance(script, list):
+                raise ServiceError("badRequest", "exeScript must be a list of commands")
+            own = unit.exec(script)
+            batch_id = str(payload.get("batchId") or own)
+            with activity.lock:
+                activity.batches[batch_id] = own
+            return batch_id
+        if component == "GetExecBatchResults":
+            with activity.lock:
+                known = activity.batches.get(str(payload.get("batchId")))
+            if known is None:
+                raise ServiceError("notFound", f"batch {payload.get('batchId')} not found")
+            timeout = payload.get("timeout")
+            index = payload.get("commandIndex")
+            try:
+                results = unit.results(known, float(timeout) if timeout is not None else 0.0,
+                                       int(index) if index is not None else None)
+            except ResultsTimeout:
+                raise ServiceError("timeout") from None
+            except BatchNotFound:
+                raise ServiceError("notFound", f"batch {payload.get('batchId')} not found") \
+                    from None
+            if results and results[-1].get("isBatchFinished"):
+                self._report_state(activity)  # deploy/start moved it on: tell the daemon
+            return results
+        if component == "GetRunningCommand":
+            return [{"command": c["command"], "params": c["params"], "progress": None}
+                    for c in unit.running_commands()]
+        if component == "GetActivityState":
+            current, pending = unit.state()
+            return {"state": [current, pending], "reason": None, "errorMessage": None}
+        if component == "GetActivityUsage":
+            return {"currentUsage": unit.usage(), "timestamp": int(time.time())}
+        raise ServiceError("badRequest", f"unsupported message {component}")
+
+    # -- payments ----------------------------------------------------------------------------
+    def _billing_loop(self) -> None:
+        interval = float(self._config.debit_note_interval)
+        while not self._stop.wait(interval):
+            with self._lock:
+                running = list(self._activities.values())
+            for activity in running:
+                self._debit_note(activity)
+
+    def _debit_note(self, activity: _Activity) -> None:
+        usage = activity.unit.usage()
+        due = cost(self.spec.coeffs, usage)
+        with activity.lock:
+            if activity.last_note == due:
+                return
+            activity.last_note = due
+        note = self._quiet("POST", "/payment-api/v1/debitNotes", json={
+            "activityId": activity.activity_id, "totalAmountDue": money.to_wire(due),
+            "usageCounterVector": usage, "paymentDueDate": None})
+        if isinstance(note, dict) and note.get("debitNoteId"):
+            self._quiet("POST", f"/payment-api/v1/debitNotes/{note['debitNoteId']}/send")
+
+    def _invoice(self, agreement_id: str) -> None:
+        with self._lock:
+            if agreement_id not in self._agreements or agreement_id in self._invoiced:
+                return
+            self._invoiced.add(agreement_id)
+            activity_ids = list(self._agreements[agreement_id])
+            running = [self._activities.pop(a) for a in activity_ids if a in self._activities]
+        for activity in running:  # the requestor terminated without destroying them
+            self._end_activity(activity)
+        with self._lock:
+            total = sum((self._finals.get(a, Decimal(0)) for a in activity_ids), Decimal(0))
+        due = timestamps.to_wire(timestamps.now() + timedelta(
+            seconds=self._config.invoice_due_seconds))
+        invoice = self._quiet("POST", "/payment-api/v1/invoices", json={
+            "agreementId": agreement_id, "activityIds": activity_ids,
+            "amount": money.to_wire(total), "paymentDueDate": due})
+        if isinstance(invoice, dict) and invoice.get("invoiceId"):
+            self._quiet("POST", f"/payment-api/v1/invoices/{invoice['invoiceId']}/send")
+            logger.info("localnet provider %s: invoice %s for %s GLM sent", self.name,
+                        invoice["invoiceId"], money.to_wire(total))
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        reply = self._http.request(method, self._api + path, timeout=POLL + 30, **kwargs)
+        if reply.status_code >= 400:
+            raise ProviderError(f"{method} {path}: HTTP {reply.status_code} {reply.text[:300]}")
+        if not reply.content:
+            return None
+        try:
+            return reply.json()
+        except ValueError:
+            return reply.text
+
+    def _quiet(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A call whose failure is logged, not raised (the other side may have moved on)."""
+        try:
+            return self._call(method, path, **kwargs)
+        except (ProviderError, requests.RequestException) as exc:
+            logger.warning("localnet provider %s: %s", self.name, exc)
+            return None
+
+    def _poll(self, path: str, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """One long-poll; [] on its timeout (the daemon answers 408) or a passing error."""
+        try:
+            reply = self._http.get(self._api + path, params=dict(params), timeout=POLL + 30)
+        except requests.RequestException as exc:
+            if not self._stop.is_set():
+                logger.warning("localnet provider %s: %s: %s", self.name, path, exc)
+                self._stop.wait(POLL)
+            return []
+        if reply.status_code == 408:
+            return []
+        if reply.status_code >= 400:
+            if not self._stop.is_set():
+                logger.warning("localnet provider %s: GET %s: HTTP %d %s", self.name, path,
+                               reply.status_code, reply.text[:300])
+                self._stop.wait(POLL)
+            return []
+        body = reply.json()
+        return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+
+def _tagged(event: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+    """``(kind, body)`` of a provider activity event, externally tagged or flat."""
+    kind = event.get("eventType")
+    if isinstance(kind, dict) and len(kind) == 1:
+        ((name, body),) = kind.items()
+        return str(name), body if isinstance(body, dict) else {}
+    return str(kind), event

@@ -1,0 +1,30 @@
+"""The localnet tier: real yagna nodes, anvil and the project's provider programs.
+
+Every test here is marked ``localnet`` and skips with the reason when ``yagna`` (``pip install
+'golemsync[localnet]'``) or ``anvil`` (npm ``@foundry-rs/anvil-linux-amd64``, on PATH or in
+``GOLEMSYNC_ANVIL``) is missing. One localnet with two providers is shared by the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from localnet_helpers import require_localnet
+
+from golemsync.localnet import Localnet
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/localnet/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.localnet)
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def localnet() -> Iterator[Localnet]:
+    """Two provider nodes, a requestor node, a hub and a chain, for the whole session."""
+    require_localnet()
+    with Localnet(2, seed=7) as net:
+        yield net

@@ -1,0 +1,59 @@
+"""Starting and stopping: nothing a localnet started outlives it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from localnet_helpers import require_localnet
+
+from golemsync.localnet import Localnet
+from golemsync.localnet.process import marked
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_leaving_the_context_stops_every_process_and_removes_the_state() -> None:
+    require_localnet()
+    with Localnet(1, seed=3) as net:
+        state = net.state_dir
+        pids = net.pids()
+        assert len(pids) == 4  # anvil, hub, requestor, one provider node
+        assert sorted(marked(state)) == sorted(pids)
+    assert marked(state) == []
+    assert not state.exists()
+
+
+def test_ctrl_c_on_the_command_stops_everything() -> None:
+    require_localnet()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "golemsync", "localnet", "--providers", "1", "--seed", "4"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert process.stderr is not None and process.stdout is not None
+        banner = ""
+        for line in process.stderr:  # the banner comes once the localnet is ready
+            if "Ctrl-C to stop" in line:
+                banner = line
+                break
+        assert banner, "the command ended before the localnet was ready"
+        state = Path(banner.split("state in ", 1)[1].split(";", 1)[0])
+        assert len(marked(state)) == 4
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+        exports = process.stdout.read()
+        assert "export YAGNA_API_URL=http://127.0.0.1:" in exports
+        assert "export YAGNA_APPKEY=" in exports
+        assert marked(state) == []
+        assert not state.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()

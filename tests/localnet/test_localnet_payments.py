@@ -1,0 +1,50 @@
+"""The payment proof: accepted invoices end up as tokens on the providers' chain accounts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+import requests
+from localnet_helpers import PAYLOAD, echo_worker, golem_on
+
+from golemsync.localnet import Localnet
+
+pytestmark = pytest.mark.timeout(300)
+
+SETTLE_TIMEOUT = 200.0
+
+
+def _invoices(net: Localnet) -> list[dict[str, object]]:
+    reply = requests.get(f"{net.api_url}/payment-api/v1/invoices",
+                         headers={"Authorization": f"Bearer {net.app_key}"}, timeout=30)
+    reply.raise_for_status()
+    return list(reply.json())
+
+
+def test_accepted_invoices_are_paid_on_the_chain(localnet: Localnet) -> None:
+    with golem_on(localnet) as golem:
+        done = list(golem.execute_tasks(echo_worker, range(4), PAYLOAD, max_workers=2))
+    assert all(t.result == str(t.data) for t in done)
+    assert golem.spent > 0
+    payees = {p.node_id.lower() for p in localnet.providers}
+    # Every invoice of the session so far: each was accepted when its job ended.
+    pause = threading.Event()
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while True:
+        invoices = [i for i in _invoices(localnet) if str(i["payeeAddr"]).lower() in payees]
+        assert invoices and all(i["status"] in ("ACCEPTED", "SETTLED") for i in invoices), \
+            invoices
+        owed: dict[str, Decimal] = defaultdict(Decimal)
+        for invoice in invoices:
+            owed[str(invoice["payeeAddr"]).lower()] += Decimal(str(invoice["amount"]))
+        paid = {payee: localnet.chain.token_balance(payee) for payee in owed}
+        if all(i["status"] == "SETTLED" for i in invoices) and paid == owed:
+            break
+        assert time.monotonic() < deadline, f"not settled: owed {dict(owed)}, paid {paid}"
+        localnet.hurry_payments()
+        pause.wait(3.0)  # the driver sends and confirms on its own schedule: poll the chain
+    assert sum(owed.values()) >= golem.spent
