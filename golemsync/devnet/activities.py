@@ -23,16 +23,10 @@ from golemsync.devnet.faults import derived_rng
 from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.http import HttpError, Request, Response, Router, json_response
 from golemsync.devnet.sandbox import remove_tree
-from golemsync.devnet.sse import sse_stream
+from golemsync.devnet.sse import EventSubscriptionLike, sse_stream
 
 logger = logging.getLogger(__name__)
 PREFIX = "/activity-api/v1"
-
-
-class EventSubscriptionLike(Protocol):
-    def get(self, timeout: float) -> Optional[dict[str, Any]]: ...
-
-    def close(self) -> None: ...
 
 
 class ExeUnitLike(Protocol):

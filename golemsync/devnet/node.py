@@ -7,7 +7,6 @@ crash handling, invoices), plus whatever the exe-units start.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import tempfile
 import threading
@@ -36,9 +35,10 @@ logger = logging.getLogger(__name__)
 
 
 def default_exeunit_factory(activity_id: str, **kwargs: Any) -> ExeUnitLike:
-    """Build the real exe-unit (``golemsync.devnet.exeunit.ExeUnit``), imported on first use."""
-    module = importlib.import_module("golemsync.devnet.exeunit")
-    unit: ExeUnitLike = module.ExeUnit(activity_id, **kwargs)
+    """Build the real exe-unit (``golemsync.devnet.exeunit.ExeUnit``)."""
+    from golemsync.devnet.exeunit import ExeUnit  # loaded with the first activity
+
+    unit: ExeUnitLike = ExeUnit(activity_id, **kwargs)
     return unit
 
 

@@ -9,12 +9,17 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol
 
 from golemsync.devnet.http import Response
 
-if TYPE_CHECKING:
-    from golemsync.devnet.activities import EventSubscriptionLike
+
+class EventSubscriptionLike(Protocol):
+    """One subscriber's view of a batch's runtime events (the exe-unit's side)."""
+
+    def get(self, timeout: float) -> Optional[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
 
 EVENT_STREAM = "text/event-stream"
 _POLL = 0.25  # how often a quiet stream re-checks for shutdown
