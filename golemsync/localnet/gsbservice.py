@@ -25,7 +25,8 @@ from typing import Any, Callable, Optional
 
 import requests
 import websocket
-from flatbuffers import flexbuffers
+
+from golemsync.devnet.gsbwire import FrameError, Reply, decode_request, encode_reply
 
 logger = logging.getLogger(__name__)
 
@@ -111,21 +112,18 @@ class BoundService:
 
     def _answer(self, frame: bytes) -> None:
         try:
-            request = _plain(flexbuffers.Loads(frame))
-            request_id, component = str(request["id"]), str(request["component"])
-            payload = request.get("payload") or {}
-        except Exception:
+            request_id, component, payload = decode_request(frame)
+        except FrameError:
             logger.warning("GSB service %s: unreadable frame dropped", self.address)
             return
-        body: dict[str, Any] = {"id": request_id}
         try:
-            body["payload"] = self._handler(component, payload)
+            reply = Reply(request_id, payload=self._handler(component, payload))
         except ServiceError as exc:
-            body["error"] = exc.wire()
+            reply = Reply(request_id, error=exc.wire())
         except Exception as exc:
             logger.exception("GSB service %s: %s failed", self.address, component)
-            body["error"] = {"service": f"{type(exc).__name__}: {exc}"}
-        data = bytes(flexbuffers.Dumps(body))
+            reply = Reply(request_id, error={"service": f"{type(exc).__name__}: {exc}"})
+        data = encode_reply(reply)
         try:
             with self._send_lock:
                 self._ws.send_binary(data)
@@ -133,13 +131,3 @@ class BoundService:
             if not self._closing.is_set():
                 logger.warning("GSB service %s: reply lost (%s)", self.address, exc)
 
-
-def _plain(value: Any) -> Any:
-    """Decoded flexbuffers values as plain Python (blobs as ``bytes``)."""
-    if isinstance(value, bytearray):
-        return bytes(value)
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
