@@ -135,6 +135,11 @@ NO_PRICE = "the agreement has no linear price to check against"
 _DEFAULT_VECTOR = (USAGE_CPU, USAGE_DURATION)
 
 
+def _seconds(value: float) -> Decimal:
+    """A measured time as a Decimal (negative counts as zero; ``repr`` keeps 0.1 exact)."""
+    return Decimal(repr(value)) if value > 0 else Decimal(0)
+
+
 @dataclass(frozen=True)
 class Tariff:
     """The agreed linear price, counter by counter, as the offer states it."""
@@ -142,6 +147,8 @@ class Tariff:
     vector: tuple[str, ...]
     coeffs: tuple[Decimal, ...]  # one per counter of ``vector``
     start: Decimal  # per activity
+    _duration: Decimal = field(init=False, repr=False, compare=False)
+    _cpu: Decimal = field(init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, properties: Mapping[str, Any], pricing: Optional[LinearPricing]) -> \
@@ -160,17 +167,22 @@ class Tariff:
             return None
         return cls(_DEFAULT_VECTOR, (pricing.per_cpu_second, pricing.per_second), pricing.start)
 
+    def __post_init__(self) -> None:
+        # the two coefficients every check uses, looked up once (ceilings are computed for
+        # every open agreement each time a provider asks for more work)
+        object.__setattr__(self, "_duration", self.coeff(USAGE_DURATION))
+        object.__setattr__(self, "_cpu", self.coeff(USAGE_CPU))
+
     def coeff(self, counter: str) -> Decimal:
         return self.coeffs[self.vector.index(counter)] if counter in self.vector else Decimal(0)
 
     def per_second(self, threads: int) -> Decimal:
         """Price of one wall second at full use of ``threads`` CPU threads."""
-        return self.coeff(USAGE_DURATION) + self.coeff(USAGE_CPU) * threads
+        return self._duration + self._cpu * threads
 
     def cost(self, duration: float, cpu: float) -> Decimal:
         """Start price + duration and CPU seconds at their coeffs (other counters: zero)."""
-        return (self.start + self.coeff(USAGE_DURATION) * to_decimal(max(0.0, duration))
-                + self.coeff(USAGE_CPU) * to_decimal(max(0.0, cpu)))
+        return self.start + self._duration * _seconds(duration) + self._cpu * _seconds(cpu)
 
     def counters(self, vector: Optional[Sequence[float]]) -> Optional[dict[str, float]]:
         """A note's ``usageCounterVector`` by counter name; None when absent or malformed."""

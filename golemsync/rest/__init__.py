@@ -1,7 +1,8 @@
 """The yagna REST layer: the only package of golemsync that speaks HTTP.
 
 Layers, bottom up: :mod:`~golemsync.rest.transport` (the seam: ``Transport.send(Request) ->
-Response``, with :class:`RequestsTransport` as default and :class:`MockTransport` for tests),
+Response``, with :class:`Urllib3Transport` as default, :class:`RequestsTransport` and
+:class:`MockTransport` for tests),
 :mod:`~golemsync.rest.session` (:class:`ApiSession`: auth, retries, error mapping), the API
 areas (``*_api``) and :class:`YagnaClient`, which puts them together.
 """
@@ -14,7 +15,7 @@ from .market_api import MarketApi
 from .mock import MockTransport
 from .payment_api import PaymentApi
 from .session import ApiSession, ClientOptions, RetryPolicy
-from .transport import Request, RequestsTransport, Response, Transport
+from .transport import Request, RequestsTransport, Response, Transport, Urllib3Transport
 from .wire import (
     Account,
     ActivityState,
@@ -63,6 +64,7 @@ __all__ = [
     "ProposalRejectedEvent",
     "Request",
     "RequestsTransport",
+    "Urllib3Transport",
     "Response",
     "RetryPolicy",
     "RuntimeEvent",

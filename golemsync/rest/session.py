@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -56,7 +57,7 @@ from ..errors import (
     ServerError,
     TransportError,
 )
-from .transport import Request, RequestsTransport, Response, Transport
+from .transport import Request, Response, Transport, Urllib3Transport
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class ClientOptions:
     ``retry``: the retry policy; ``connect_timeout`` / ``read_timeout``: seconds to connect
     and to wait for a reply (long-polls wait their own timeout plus :data:`POLL_MARGIN`);
     ``pool_size``: pooled connections of the default transport; ``max_reply_bytes`` /
-    ``max_exec_reply_bytes``: the reply size limits; ``proxies``: a ``requests``-style proxy
+    ``max_exec_reply_bytes``: the reply size limits; ``proxies``: a scheme-to-proxy-URL
     mapping for the default transport (none by default, the environment is not consulted).
     Invalid values raise :class:`ConfigurationError`.
     """
@@ -126,8 +127,8 @@ class ClientOptions:
 class ApiSession:
     """Blocking JSON-over-HTTP calls to the daemon, safe to use from many threads.
 
-    ``transport`` defaults to a :class:`RequestsTransport` built from ``options`` (its pool
-    size and proxies). :meth:`close` closes whichever transport it uses.
+    ``transport`` defaults to a :class:`~golemsync.rest.transport.Urllib3Transport` built
+    from ``options`` (its pool size and proxies). :meth:`close` closes whichever transport it uses.
     """
 
     def __init__(self, config: Config, options: Optional[ClientOptions] = None, *,
@@ -136,12 +137,12 @@ class ApiSession:
         options = options if options is not None else ClientOptions()
         if transport is not None and options.proxies is not None:
             raise ConfigurationError("proxies configure the default transport: give them to "
-                                     "the RequestsTransport passed as transport= instead")
+                                     "the transport passed as transport= instead")
         self.config = config
         self.options = options
         self.transport: Transport = (
             transport if transport is not None
-            else RequestsTransport(pool_size=options.pool_size, proxies=options.proxies))
+            else Urllib3Transport(pool_size=options.pool_size, proxies=options.proxies))
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.retry = options.retry
         self.connect_timeout = options.connect_timeout
@@ -172,8 +173,23 @@ class ApiSession:
         safe = method in ("GET", "HEAD", "DELETE") if idempotent is None else idempotent
         read = self.read_timeout if poll is None else poll + POLL_MARGIN
         request = self._request(method, url, params, body, headers, read, stream=False)
-        attempt = self._retrying(safe)
-        return attempt(self._once, request, self.max_reply_bytes if limit is None else limit)
+        limit = self.max_reply_bytes if limit is None else limit
+        started = time.monotonic()
+        try:  # the first attempt runs bare: building a retry loop per call costs more CPU
+            return self._once(request, limit)  # than the request itself on a busy job
+        except Exception as exc:
+            if (not transient(exc, safe) or self.retry.attempts <= 1
+                    or self.stop_event.is_set()):
+                raise
+            first = exc
+        # the policy's later attempts, as one tenacity loop: its back-off, deadline and stop
+        # event, counted from the first attempt
+        self._sleep(self._backoff(first, 1))
+        elapsed = time.monotonic() - started
+        if self.stop_event.is_set() or elapsed >= self.retry.deadline:
+            raise first
+        attempt = self._retrying(safe, self.retry.attempts - 1, self.retry.deadline - elapsed)
+        return attempt(self._once, request, limit)
 
     def _once(self, request: Request, limit: int) -> Any:
         response = self._send(request)
@@ -217,12 +233,11 @@ class ApiSession:
             raise _unreachable(request.method, request.url) from exc
 
     # -- retry policy ------------------------------------------------------------------------------
-    def _retrying(self, safe: bool) -> tenacity.Retrying:
-        policy = self.retry
+    def _retrying(self, safe: bool, attempts: int, deadline: float) -> tenacity.Retrying:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception(lambda exc: transient(exc, safe)),
-            stop=(tenacity.stop_after_attempt(policy.attempts)
-                  | tenacity.stop_after_delay(policy.deadline)
+            stop=(tenacity.stop_after_attempt(attempts)
+                  | tenacity.stop_after_delay(deadline)
                   | tenacity.stop_when_event_set(self.stop_event)),
             wait=self._wait,
             sleep=self._sleep,
@@ -233,10 +248,14 @@ class ApiSession:
 
     def _wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
+        return self._backoff(error, state.attempt_number + 1)  # the bare first one came before
+
+    def _backoff(self, error: Optional[BaseException], failed: int) -> float:
+        """Seconds to sleep after ``failed`` attempts, the last of which raised ``error``."""
         retry_after = getattr(error, "retry_after", None)
         if isinstance(retry_after, (int, float)):
             return float(min(retry_after, self.retry.deadline))
-        ceiling = min(self.retry.max_backoff, self.retry.backoff * 2 ** (state.attempt_number - 1))
+        ceiling = min(self.retry.max_backoff, self.retry.backoff * 2 ** (failed - 1))
         return random.uniform(0, ceiling)
 
     def _sleep(self, seconds: float) -> None:

@@ -4,9 +4,13 @@ Everything golemsync sends over HTTP — the daemon's REST API and the image reg
 through a :class:`Transport`: ``send(Request) -> Response`` and ``close()``. A transport knows
 nothing of yagna: it does not add the auth header, retry, count requests or interpret status
 codes; :class:`~golemsync.rest.session.ApiSession` does all that above it, the same way for
-every transport. Two implementations ship:
+every transport. Three implementations ship:
 
-* :class:`RequestsTransport`, the default: ``requests`` sessions (one per thread, since a
+* :class:`Urllib3Transport`, the default for the daemon: thread-safe ``urllib3`` pools, the
+  layer ``requests`` is built on, without ``requests``' per-request settings merging
+  (cookies, hooks, environment), which cost more CPU than everything else the client does.
+  It never reads the environment; ``proxies=`` configures one explicitly.
+* :class:`RequestsTransport`: ``requests`` sessions (one per thread, since a
   ``requests.Session`` is not promised to be thread-safe) with a connection pool of
   ``pool_size``. The sessions ignore the environment (``trust_env=False``): ``requests``
   would otherwise look for proxy variables and ``.netrc`` on every request, which costs CPU
@@ -42,9 +46,10 @@ from typing import Any, Callable, Optional, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
 
 from ..errors import DaemonUnreachable, ProtocolError, RequestTimeout, TransportError
 
@@ -212,6 +217,8 @@ class RequestsTransport:
 
     def send(self, request: Request) -> Response:
         method, url = request.method, request.url
+        if self._closed:  # a thread's session outlives close() in its thread-local
+            raise TransportError("this client is closed", method=method, url=url)
         try:
             reply = self._session().request(
                 method, url, headers=dict(request.headers), data=request.body, stream=True,
@@ -236,6 +243,94 @@ class RequestsTransport:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+
+
+class Urllib3Transport:
+    """The default transport: ``urllib3`` connection pools, shared by every thread.
+
+    The daemon's API is a plain JSON exchange on loopback (or a LAN), and golemsync sends a
+    few of them per task; ``requests`` adds, per request, the merging of session settings,
+    cookie jars and hooks that none of them use — most of the client's CPU on a busy job (see
+    ``bench/profile_client.py``). This transport goes one layer down, to the pools
+    ``requests`` itself is built on: one :class:`urllib3.PoolManager` (thread-safe), no
+    retries or redirects of its own (:class:`~golemsync.rest.session.ApiSession` decides
+    those), nothing read from the environment. ``proxies`` maps a URL scheme (``"http"``,
+    ``"https"``) to a proxy URL, as with :class:`RequestsTransport`; without one, requests go
+    directly.
+    """
+
+    def __init__(self, *, pool_size: int = 16,
+                 proxies: Optional[Mapping[str, str]] = None) -> None:
+        self.pool_size = pool_size
+        self.proxies = dict(proxies or {})
+        self._direct = urllib3.PoolManager(num_pools=8, maxsize=pool_size, retries=False)
+        self._proxied = {scheme: urllib3.ProxyManager(url, num_pools=8, maxsize=pool_size,
+                                                      retries=False)
+                         for scheme, url in self.proxies.items()}
+        self._timeouts: dict[tuple[float, Optional[float]], urllib3.Timeout] = {}
+        self._closed = False
+
+    def _timeout(self, request: Request) -> urllib3.Timeout:
+        key = (request.connect_timeout, request.read_timeout)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            timeout = self._timeouts[key] = urllib3.Timeout(connect=request.connect_timeout,
+                                                            read=request.read_timeout)
+        return timeout
+
+    def send(self, request: Request) -> Response:
+        if self._closed:
+            raise TransportError("this client is closed", method=request.method,
+                                 url=request.url)
+        method, url = request.method, request.url
+        manager = self._proxied.get(url.partition(":")[0], self._direct) if self._proxied \
+            else self._direct
+        try:
+            reply = manager.urlopen(method, url, body=request.body,
+                                    headers=dict(request.headers),
+                                    timeout=self._timeout(request), retries=False,
+                                    redirect=False, preload_content=False)
+        except ConnectTimeoutError as exc:  # NewConnectionError (refused, no name) too
+            raise DaemonUnreachable(f"{method} {_path(url)}: cannot connect to "
+                                    f"{_origin(url)} ({_reason(exc)})", method=method,
+                                    url=url) from exc
+        except ReadTimeoutError as exc:
+            raise _timeout(request) from exc
+        except (Urllib3Error, OSError) as exc:
+            raise TransportError(f"{method} {_path(url)}: {_reason(exc)}", method=method,
+                                 url=url) from exc
+
+        def close() -> None:
+            if reply.closed:
+                reply.release_conn()  # read to the end: the connection is clean for reuse
+            else:
+                reply.close()  # a body left unread: the connection cannot be reused
+                reply.release_conn()
+
+        return Response(reply.status, reply.headers, _raw_body(reply, request), close)
+
+    def close(self) -> None:
+        self._closed = True
+        self._direct.clear()
+        for manager in self._proxied.values():
+            manager.clear()
+
+
+def _raw_body(reply: Any, request: Request) -> Iterator[bytes]:
+    """The body of a urllib3 ``reply`` in blocks, failures mapped to transport errors."""
+    try:
+        while True:
+            # read1: whatever has arrived, at once (an event must not wait for a block to
+            # fill); a plain body is read in whole blocks
+            chunk = reply.read1(CHUNK_SIZE) if request.stream else reply.read(CHUNK_SIZE)
+            if not chunk:
+                return
+            yield chunk
+    except ReadTimeoutError as exc:
+        raise _timeout(request) from exc
+    except (Urllib3Error, OSError, ValueError, AttributeError) as exc:
+        # ValueError/AttributeError: the response was closed under the reader
+        raise _broken(request, exc) from exc
 
 
 def _body(reply: requests.Response, request: Request) -> Iterator[bytes]:

@@ -6,13 +6,13 @@ object can hold and pass through) and keyword options; a keyword given wins over
 field of ``options``, so ``YagnaClient(config, options=opts, read_timeout=60)`` works:
 
 * ``transport``: what carries the HTTP exchanges (see :mod:`golemsync.rest.transport`);
-  by default a :class:`~golemsync.rest.transport.RequestsTransport` with ``pool_size``
-  (16) pooled connections. Tests pass a :class:`~golemsync.rest.mock.MockTransport`. The
+  by default a :class:`~golemsync.rest.transport.Urllib3Transport` with ``pool_size``
+  (16) pooled connections per host. Tests pass a :class:`~golemsync.rest.mock.MockTransport`. The
   client closes the transport when it is closed, also one it was given.
-* ``proxies``: a ``requests``-style proxy mapping (``{"http": "http://proxy:3128"}``) for
-  the default transport. Without it no proxy is used: the default transport does not read
-  ``HTTP_PROXY``/``.netrc`` from the environment (``trust_env=False``), which spares a
-  lookup per request and keeps a local daemon's traffic local.
+* ``proxies``: a scheme-to-proxy mapping (``{"http": "http://proxy:3128"}``) for the
+  default transport. Without it no proxy is used: the default transport does not read
+  ``HTTP_PROXY``/``.netrc`` from the environment, which keeps a local daemon's traffic
+  local.
 * ``retry``: the :class:`~golemsync.rest.session.RetryPolicy` of transient failures;
   ``stop_event`` interrupts its back-off (set it when shutting down).
 * ``connect_timeout`` (5 s) / ``read_timeout`` (30 s): seconds to connect and to wait for a

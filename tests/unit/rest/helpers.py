@@ -8,7 +8,7 @@ from typing import Any
 import responses
 
 from golemsync.config import Config
-from golemsync.rest import RetryPolicy, YagnaClient
+from golemsync.rest import RequestsTransport, RetryPolicy, YagnaClient
 
 BASE = "http://yagna.test:7465"
 MARKET = BASE + "/market-api/v1"
@@ -20,7 +20,9 @@ TS = "2025-05-01T12:00:03.123456789Z"
 
 
 def make_client(retry: RetryPolicy = FAST) -> YagnaClient:
-    return YagnaClient(Config.load(app_key=APP_KEY, api_url=BASE, environ={}), retry=retry)
+    # `responses` fakes HTTP inside requests, so these tests carry it over RequestsTransport
+    return YagnaClient(Config.load(app_key=APP_KEY, api_url=BASE, environ={}), retry=retry,
+                       transport=RequestsTransport())
 
 
 def sent(index: int = -1) -> Any:

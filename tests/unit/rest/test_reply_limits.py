@@ -15,14 +15,14 @@ from helpers import ACTIVITY, APP_KEY, BASE, FAST, TS
 
 from golemsync.config import Config
 from golemsync.errors import ProtocolError, ServerError
-from golemsync.rest import MockTransport, Response, YagnaClient
+from golemsync.rest import MockTransport, RequestsTransport, Response, YagnaClient
 
 MIB = 1024 * 1024
 
 
 def small_client(**limits: int) -> YagnaClient:
     return YagnaClient(Config.load(app_key=APP_KEY, api_url=BASE, environ={}), retry=FAST,
-                       **limits)
+                       transport=RequestsTransport(), **limits)  # `responses` fakes requests
 
 
 def padded_identity(size: int) -> bytes:

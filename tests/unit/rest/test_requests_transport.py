@@ -1,4 +1,5 @@
-"""RequestsTransport against a real local HTTP server: environment ignored, proxies explicit."""
+"""The HTTP transports against real local HTTP servers: environment ignored, proxies explicit,
+streams handed over as they arrive, failures mapped. Each runs with both shipped transports."""
 
 from __future__ import annotations
 
@@ -12,8 +13,22 @@ import pytest
 from helpers import APP_KEY, FAST
 
 from golemsync.config import Config
-from golemsync.errors import ConfigurationError, ProtocolError
-from golemsync.rest import MockTransport, Request, RequestsTransport, Response, YagnaClient
+from golemsync.errors import (
+    ConfigurationError,
+    DaemonUnreachable,
+    ProtocolError,
+    RequestTimeout,
+    TransportError,
+)
+from golemsync.rest import (
+    MockTransport,
+    Request,
+    RequestsTransport,
+    Response,
+    Transport,
+    Urllib3Transport,
+    YagnaClient,
+)
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -50,35 +65,58 @@ def server() -> Iterator[str]:
         thread.join(10)
 
 
-def client_for(url: str, **kwargs: Any) -> YagnaClient:
+KINDS = ["urllib3", "requests"]
+
+
+def make_transport(kind: str, proxies: Any = None) -> Transport:
+    if kind == "urllib3":
+        return Urllib3Transport(proxies=proxies)
+    return RequestsTransport(proxies=proxies)
+
+
+def client_for(url: str, kind: str = "urllib3", proxies: Any = None,
+               **kwargs: Any) -> YagnaClient:
     return YagnaClient(Config.load(app_key=APP_KEY, api_url=url, environ={}), retry=FAST,
-                       **kwargs)
+                       transport=make_transport(kind, proxies), **kwargs)
 
 
-def test_environment_proxies_are_not_used(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_environment_proxies_are_not_used(server: str, monkeypatch: pytest.MonkeyPatch,
+                                          kind: str) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    with client_for(server) as client:
+    with client_for(server, kind) as client:
         assert client.identity.me().identity == "0xlocal"
     assert Recorder.seen == ["/me"]  # asked directly: origin-form request line
 
 
-def test_an_explicit_proxy_is_used(server: str) -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_explicit_proxy_is_used(server: str, kind: str) -> None:
     # the recorder plays the proxy: a proxied request line carries the absolute URL
-    with client_for("http://daemon.invalid:7465", proxies={"http": server}) as client:
+    with client_for("http://daemon.invalid:7465", kind, proxies={"http": server}) as client:
+        assert client.identity.me().identity == "0xlocal"
+    assert Recorder.seen == ["http://daemon.invalid:7465/me"]
+
+
+def test_the_default_transport_takes_proxies_from_the_options(server: str) -> None:
+    config = Config.load(app_key=APP_KEY, api_url="http://daemon.invalid:7465", environ={})
+    with YagnaClient(config, retry=FAST, proxies={"http": server}) as client:
+        assert isinstance(client.session.transport, Urllib3Transport)
         assert client.identity.me().identity == "0xlocal"
     assert Recorder.seen == ["http://daemon.invalid:7465/me"]
 
 
 def test_proxies_with_a_given_transport_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="proxies"):
-        client_for("http://x", transport=RequestsTransport(), proxies={"http": "http://p"})
+        YagnaClient(Config.load(app_key=APP_KEY, api_url="http://x", environ={}),
+                    transport=RequestsTransport(), proxies={"http": "http://p"})
 
 
-def test_a_streamed_request_reads_its_whole_body(server: str) -> None:
-    transport = RequestsTransport()
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_streamed_request_reads_its_whole_body(server: str, kind: str) -> None:
+    transport = make_transport(kind)
     try:
         response = transport.send(Request("GET", f"{server}/x", stream=True))
         assert response.status == 200 and response.header("content-type") == "application/json"
@@ -153,13 +191,14 @@ class Trickle(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_stream_hands_each_event_over_as_soon_as_it_arrives() -> None:
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stream_hands_each_event_over_as_soon_as_it_arrives(kind: str) -> None:
     Trickle.release = threading.Event()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
     httpd.daemon_threads = True
     thread = threading.Thread(target=httpd.serve_forever, name="trickle-server")
     thread.start()
-    client = client_for(f"http://127.0.0.1:{httpd.server_address[1]}")
+    client = client_for(f"http://127.0.0.1:{httpd.server_address[1]}", kind)
     try:
         indexes = []
         with client.activity.stream_exec_results("a", "b", read_timeout=10) as stream:
@@ -173,3 +212,58 @@ def test_a_stream_hands_each_event_over_as_soon_as_it_arrives() -> None:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+class Silent(http.server.BaseHTTPRequestHandler):
+    """Says nothing until the test's word (a reply that never comes), or cuts a body short."""
+
+    release = threading.Event()
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path == "/short":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        type(self).release.wait(20)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture()
+def silent() -> Iterator[str]:
+    Silent.release = threading.Event()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name="silent-server")
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        Silent.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failures_map_to_the_transport_errors(silent: str, kind: str) -> None:
+    transport = make_transport(kind)
+    try:
+        with pytest.raises(RequestTimeout, match="no answer"):
+            transport.send(Request("GET", f"{silent}/wait", read_timeout=0.2))
+        with pytest.raises(DaemonUnreachable, match="cannot connect"):
+            transport.send(Request("GET", "http://127.0.0.1:9/x"))
+        response = transport.send(Request("GET", f"{silent}/short"))
+        with pytest.raises(TransportError, match="broke off"):
+            response.read(10_000)
+        response.close()
+    finally:
+        transport.close()
+    with pytest.raises(TransportError, match="closed"):
+        transport.send(Request("GET", f"{silent}/x"))

@@ -12,7 +12,7 @@ from helpers import ACTIVITY, BASE, MARKET, make_client
 
 from golemsync.config import Config
 from golemsync.errors import DaemonUnreachable, RequestTimeout, ServerError
-from golemsync.rest import RetryPolicy, YagnaClient
+from golemsync.rest import RequestsTransport, RetryPolicy, YagnaClient
 
 
 @responses.activate
@@ -86,7 +86,7 @@ def test_a_set_stop_event_ends_retrying() -> None:
     stop = threading.Event()
     stop.set()
     config = Config.load(app_key="k", api_url=BASE, environ={})
-    client = YagnaClient(config, stop_event=stop,
+    client = YagnaClient(config, stop_event=stop, transport=RequestsTransport(),
                          retry=RetryPolicy(attempts=50, backoff=10, max_backoff=10))
     with pytest.raises(ServerError):
         client.identity.me()
