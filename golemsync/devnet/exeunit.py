@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
@@ -137,7 +137,6 @@ class ExeUnit:
         self._busy = False
         self._env: dict[str, str] = {}
         self._batches: dict[str, Batch] = {}
-        self._processes: set[subprocess.Popen[bytes]] = set()
         self._running: list[dict[str, Any]] = []
         self._abort = threading.Event()  # set by destroy/crash: stop everything
         self._created = time.monotonic()
@@ -201,6 +200,7 @@ class ExeUnit:
     def destroy(self) -> None:
         """Kill everything, mark Terminated, join the batch threads. Idempotent."""
         self._shutdown(("Terminated", None))
+        self.sandbox.close()
         for batch in self._all_batches():
             if batch.thread is not None and batch.thread is not threading.current_thread():
                 batch.thread.join(10)
@@ -354,30 +354,32 @@ class ExeUnit:
 
     def _execute(self, argv: list[str], outs: dict[str, Capture]) -> Optional[int]:
         """Run ``argv``: its exit code, None if it could not start, ``_TOO_MANY`` if killed
-        for exceeding the process limit."""
+        for exceeding the process limit. The command is over when its own process exits:
+        what it left in the background keeps running (and may keep its output pipes open)."""
         try:
-            process = self.sandbox.spawn(argv, self._env)
+            command = self.sandbox.spawn(argv, self._env)
         except OSError:
             return None
         with self._lock:
-            self._processes.add(process)
             self._running.append({"command": "Run", "params": list(argv)})
             aborted = self._abort.is_set()
         if aborted:  # destroyed while it was starting
-            self.sandbox.kill(process)
-        assert process.stdout is not None and process.stderr is not None
-        outs["stdout"].start(process.stdout, f"golemsync-devnet-out-{process.pid}")
-        outs["stderr"].start(process.stderr, f"golemsync-devnet-err-{process.pid}")
+            self.sandbox.kill_all()
+        stop_r, stop_w = os.pipe()
+        outs["stdout"].start(command.stdout, f"golemsync-devnet-out-{command.ident}", stop_r)
+        outs["stderr"].start(command.stderr, f"golemsync-devnet-err-{command.ident}", stop_r)
         try:
-            code, rusage, exceeded = self.sandbox.wait(process)
+            code, cpu, exceeded = self.sandbox.wait(command)
         finally:
+            os.write(stop_w, b"x")  # the readers take what is in the pipes and stop
             for capture in outs.values():
                 capture.join()
+            os.close(stop_r)
+            os.close(stop_w)
             with self._lock:
-                self._processes.discard(process)
                 self._running = [r for r in self._running if r["params"] != list(argv)]
         with self._lock:
-            self._cpu_seconds += rusage.ru_utime + rusage.ru_stime
+            self._cpu_seconds += cpu
         return _TOO_MANY if exceeded else code
 
     def _chunk_sink(self, batch: Batch, index: int, stream: str) -> Callable[[bytes], None]:
@@ -455,7 +457,4 @@ class ExeUnit:
                 batch.cond.notify_all()
 
     def _kill_all(self) -> None:
-        with self._lock:
-            processes = list(self._processes)
-        for process in processes:
-            self.sandbox.kill(process)
+        self.sandbox.kill_all()

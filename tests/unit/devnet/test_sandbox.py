@@ -190,13 +190,37 @@ def test_a_setsid_child_dies_with_its_activity(make_unit: MakeUnit, sandbox_mode
     assert marked_processes(marker) == []
 
 
-def test_background_children_end_with_their_command(make_unit: MakeUnit,
-                                                    sandbox_mode: str) -> None:
+def await_marker(marker: str) -> str:
+    """Shell text that waits until a process has ``marker`` as an argument (the pattern comes
+    from a file, so that grep's own arguments do not match)."""
+    return (f"echo {marker} > /golem/work/pattern; "
+            "until grep -qszxF -f /golem/work/pattern /proc/[0-9]*/cmdline; do :; done")
+
+
+def test_background_processes_outlive_their_command_until_destroy(make_unit: MakeUnit,
+                                                                  sandbox_mode: str) -> None:
+    # An activity is a VM: what a command leaves running in the background (here holding the
+    # command's stdout open) keeps running after the command ended, and later commands see it.
     unit = make_unit(mode=sandbox_mode)
     finish(unit, BOOT)
     marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 100000 + 1}"
-    (result,) = finish(unit, [sh(f"sleep {marker} & echo done")])
+    (result,) = finish(unit, [sh(f"sleep {marker} & {await_marker(marker)}; echo done")])
     assert result["result"] == "Ok" and result["stdout"] == "done\n", result
+    assert len(marked_processes(marker)) == 1
+    (seen,) = finish(unit, [sh(f"{await_marker(marker)}; echo seen")])
+    assert seen["stdout"] == "seen\n", seen
+    unit.destroy()
+    assert marked_processes(marker) == []
+
+
+def test_terminate_stops_the_background_processes(make_unit: MakeUnit, sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
+    finish(unit, BOOT)
+    marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 100000 + 2}"
+    finish(unit, [sh(f"sleep {marker} >/dev/null 2>&1 & {await_marker(marker)}")])
+    assert len(marked_processes(marker)) == 1
+    (ended,) = finish(unit, [{"terminate": {}}])
+    assert ended["result"] == "Ok"
     assert marked_processes(marker) == []
 
 
