@@ -23,10 +23,12 @@ every command's time by waiting (interruptibly) after it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -65,6 +67,26 @@ def _seconds(value: Any) -> Optional[float]:
             except ValueError:
                 return None
     return None
+
+
+def _networks(value: Any) -> dict[str, str]:
+    """The ``net`` entries of a ``deploy`` (``[{"id", "nodeIp", "ip", "mask", ...}]``) as
+    {network id: this node's address}; ValueError names what is wrong."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise ValueError("net must be a list of networks")
+    found: dict[str, str] = {}
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise ValueError(f"invalid net entry {entry!r}: no network id")
+        try:
+            address = ipaddress.IPv4Address(str(entry.get("nodeIp")))
+        except ValueError:
+            raise ValueError(f"invalid net entry for network {entry['id']}: missing field "
+                             "`nodeIp` or not an IPv4 address") from None
+        found[entry["id"]] = str(address)
+    return found
 
 
 class _Crashed(Exception):
@@ -136,6 +158,7 @@ class ExeUnit:
         self._state: tuple[str, Optional[str]] = ("Initialized", None)
         self._busy = False
         self._env: dict[str, str] = {}
+        self._networks: dict[str, str] = {}  # VPN id -> this activity's address (deploy)
         self._batches: dict[str, Batch] = {}
         self._running: list[dict[str, Any]] = []
         self._abort = threading.Event()  # set by destroy/crash: stop everything
@@ -196,6 +219,17 @@ class ExeUnit:
     def running_commands(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(c) for c in self._running]
+
+    def vpn_address(self, network_id: str) -> Optional[str]:
+        """This activity's address in VPN ``network_id`` (from its ``deploy``), or None."""
+        with self._lock:
+            if self._state[0] not in ("Deployed", "Ready"):
+                return None
+            return self._networks.get(network_id)
+
+    def connect(self, port: int, timeout: float) -> socket.socket:
+        """A TCP connection to ``port`` inside the activity (its sandbox's network)."""
+        return self.sandbox.connect(port, timeout)
 
     def destroy(self) -> None:
         """Kill everything, mark Terminated, join the batch threads. Idempotent."""
@@ -311,9 +345,15 @@ class ExeUnit:
         return self._transfer(batch, index, args)
 
     def _deploy(self, args: dict[str, Any]) -> Outcome:
+        try:
+            networks = _networks(args.get("net"))
+        except ValueError as exc:
+            return Outcome(False, message=f"Deploy error: {exc}", return_code=1)
         env = args.get("env")
         if isinstance(env, dict):
             self._env = {str(k): str(v) for k, v in env.items()}
+        with self._lock:
+            self._networks = networks
         vols = [{"name": f"vol-{secrets.token_hex(4)}", "path": vm}
                 for vm in self.sandbox.volumes]
         return Outcome(True, stdout=json.dumps({"valid": {"Ok": ""}, "vols": vols,

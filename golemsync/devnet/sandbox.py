@@ -59,8 +59,9 @@ root devnet instead counts the command's processes every :data:`WATCH_INTERVAL` 
 it runs (a listing of the sandbox's pid namespace's own ``/proc``, background processes
 included; in bare mode, every :data:`BARE_WATCH_INTERVAL` seconds, a scan of ``/proc`` for the
 agent's session, group and descendants) and kills the whole sandbox, failing the command with
-``ExeScript command killed: more than 256 processes``, when there are more than :data:`MAX_PROCESSES`. That is containment
-after the fact, not a fork that fails: a fast fork bomb can briefly exceed the cap.
+``ExeScript command killed: more than 256 processes``, when there are more than
+:data:`MAX_PROCESSES`. That is containment after the fact, not a fork that fails: a fast fork
+bomb can briefly exceed the cap.
 
 **Transfer paths** are resolved by :meth:`Sandbox.open_read` / :meth:`Sandbox.open_write` one
 component at a time relative to an open directory descriptor with ``O_NOFOLLOW``, so nothing
