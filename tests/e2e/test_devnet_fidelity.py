@@ -84,4 +84,4 @@ def test_offers_advertise_the_vpn_the_devnet_serves(devnet: Devnet, client: Clie
     assert offers and all("vpn" in o.properties["golem.runtime.capabilities"]
                           for o in offers)
     listed = client.get("/net-api/v1/net")
-    assert listed.status_code == 200 and isinstance(listed.json(), list)  # served (see test_devnet_vpn)
+    assert listed.status_code == 200 and isinstance(listed.json(), list)  # test_devnet_vpn

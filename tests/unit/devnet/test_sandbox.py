@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from units import BOOT, finish, sh
+from units import BOOT, finish, run, sh
 
 from golemsync.devnet import gftpstore
 from golemsync.devnet.capture import MAX_KEPT
@@ -321,3 +322,49 @@ def test_sends_create_folders_and_refuse_files_as_folders(unit: ExeUnit, store: 
     assert "not a directory in container: /golem/work/file/x" in through_a_file["message"]
     missing, _ = download(unit, store, "/golem/work/none/x", tmp_path)
     assert missing["message"] == "Transfer error: path not found in container: /golem/work/none/x"
+
+
+# -- 7. the VPN's way in ---------------------------------------------------------------------
+
+ECHO_ONCE = ("import socket\n"
+             "server = socket.create_server(('127.0.0.1', 7300))\n"
+             "print('listening', flush=True)\n"
+             "while True:\n"
+             "    conn, _ = server.accept()\n"
+             "    conn.sendall(conn.recv(100).upper())\n"
+             "    conn.close()\n")
+
+
+def test_connect_reaches_a_server_inside_the_sandbox(make_unit: MakeUnit,
+                                                     sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
+    net = [{"id": "net-1", "ip": "192.168.0.0", "mask": "255.255.255.0", "nodeIp": "192.168.0.2",
+            "nodes": {"192.168.0.1": "0xrequestor"}}]
+    assert unit.vpn_address("net-1") is None
+    (deployed, started) = finish(unit, [{"deploy": {"net": net}}, {"start": {}}])
+    assert deployed["result"] == started["result"] == "Ok"
+    assert unit.vpn_address("net-1") == "192.168.0.2" and unit.vpn_address("net-2") is None
+    with pytest.raises(OSError) as refused:
+        unit.connect(7300, 5)
+    assert refused.value.errno == errno.ECONNREFUSED
+    # The server prints once it listens; the command ends when it has (the server stays).
+    (result,) = finish(unit, [run("/bin/sh", "-c",
+                                  "python3 -c \"$0\" > /golem/work/log 2>&1 & "
+                                  "until grep -q listening /golem/work/log; do :; done",
+                                  ECHO_ONCE)])
+    assert result["result"] == "Ok", result
+    with unit.connect(7300, 5) as conn:
+        conn.sendall(b"through the sandbox")
+        assert conn.recv(100) == b"THROUGH THE SANDBOX"
+    if sandbox_mode != "bare":  # another activity has its own network: nothing listens there
+        other = make_unit(mode=sandbox_mode)
+        finish(other, BOOT)
+        with pytest.raises(OSError):
+            other.connect(7300, 5)
+
+
+def test_a_malformed_net_fails_the_deploy(make_unit: MakeUnit) -> None:
+    unit = make_unit()
+    (result,) = finish(unit, [{"deploy": {"net": [{"id": "net-1", "ip": "192.168.0.0"}]}}])
+    assert result["result"] == "Error"
+    assert "nodeIp" in result["message"] and result["message"].startswith("Deploy error:")
