@@ -171,11 +171,15 @@ def _pdeathsig_usable() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _python() -> str:
-    """The host's ``python3`` under ``/usr`` (the only one a bwrap sandbox sees), which runs
-    the agent; else this interpreter (plain and bare modes see the whole file system)."""
+def _python() -> tuple[str, Optional[str]]:
+    """(interpreter, folder to bind read-only in bwrap mode or None) for the agent: the host's
+    ``python3`` under ``/usr`` (which a bwrap sandbox sees anyway), else this interpreter's
+    base installation (commands then see that folder too)."""
     found = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    return found or sys.executable
+    if found is not None:
+        return found, None
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return base, sys.base_prefix
 
 
 def default_mode() -> str:
@@ -372,7 +376,7 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         environment = {"PATH": BASE_PATH, "LANG": "C.UTF-8"}
         info: Optional[tuple[int, int]] = None
-        agent = [_python(), "-I", "-S", "-c", _AGENT_SOURCE, str(theirs.fileno())]
+        agent = [_python()[0], "-I", "-S", "-c", _AGENT_SOURCE, str(theirs.fileno())]
         cwd: Optional[Path] = None
         if self.mode == "bwrap":
             if self._root_user:
@@ -577,6 +581,9 @@ class Sandbox:
         for host_dir in _HOST_DIRS:
             full += ["--ro-bind-try", host_dir, host_dir]
         full += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        prefix = _python()[1]
+        if prefix is not None and not prefix.startswith("/usr/"):  # the agent's interpreter
+            full += ["--ro-bind", prefix, prefix]
         for vm, host in self.volumes.items():
             full += ["--bind", str(host), vm]
         if info_fd is not None:
