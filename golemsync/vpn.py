@@ -75,9 +75,13 @@ class Network:
         self._nodes: dict[str, NetworkNode] = {}  # ip -> node
         self._taken: set[ipaddress.IPv4Address] = set()
         self._removed = False
-        owner = self._choose(owner_ip)
-        self.owner_ip: str = str(owner)
-        self._taken.add(owner)
+        if self.gateway is not None:  # the daemon gives the gateway to the requestor
+            self._taken.add(ipaddress.IPv4Address(self.gateway))
+        owner = self.gateway if owner_ip is None and self.gateway is not None else owner_ip
+        chosen = ipaddress.IPv4Address(owner) if owner == self.gateway and owner else \
+            self._choose(owner)
+        self.owner_ip: str = str(chosen)
+        self._taken.add(chosen)
 
     @classmethod
     def create(cls, api: NetApi, app_key: str, owner_id: str, ip: str, *,
@@ -95,14 +99,18 @@ class Network:
         if net.num_addresses < 4:
             raise NetworkError(f"network {net} is too small: it needs room for the requestor "
                                "and at least one provider")
+        for name, value in (("owner_ip", owner_ip), ("gateway", gateway)):
+            if value is not None:
+                _host_of(net, value, name)
         reply = api.create_network(str(net.network_address), mask=str(net.netmask),
                                    gateway=gateway)
-        network = cls(api, app_key, reply, owner_id, owner_ip)
         try:
+            network = cls(api, app_key, reply, owner_id, owner_ip)
             if network.owner_ip != network.gateway:  # the daemon already gave it the gateway
                 api.add_address(network.id, network.owner_ip)
         except BaseException:
-            network.remove()
+            with contextlib.suppress(GolemError):
+                api.remove_network(str(reply["id"]))
             raise
         logger.info("created network %s (%s/%d), requestor at %s", network.id, network.ip,
                     network._net.prefixlen, network.owner_ip)
@@ -160,14 +168,7 @@ class Network:
     def _choose(self, ip: Optional[str]) -> ipaddress.IPv4Address:
         """An address for a new member (caller holds ``_lock`` or is the constructor)."""
         if ip is not None:
-            try:
-                address = ipaddress.IPv4Address(ip)
-            except ValueError:
-                raise NetworkError(f"invalid IPv4 address {ip!r}") from None
-            if address not in self._net or address in (self._net.network_address,
-                                                        self._net.broadcast_address):
-                raise NetworkError(f"address {ip} is not a host address of network "
-                                   f"{self._net} ({self.id})")
+            address = _host_of(self._net, ip, "address")
             if address in self._taken:
                 raise NetworkError(f"address {ip} is already taken in network {self.id}: "
                                    "leave ip unset to get a free one")
@@ -402,7 +403,7 @@ class _Forwarder:
                 logger.warning("forwarding to %s:%d failed: %s", self._node.ip,
                                self._remote, exc)
                 with self._lock:
-                    self.errors.append(exc)
+                    self.errors = [*self.errors[-15:], exc]  # the last 16
             if tunnel is not None:
                 tunnel.close()
             self._done(conn, tunnel)
@@ -448,6 +449,16 @@ class _Forwarder:
                 item.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _host_of(net: ipaddress.IPv4Network, ip: str, what: str) -> ipaddress.IPv4Address:
+    try:
+        address = ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise NetworkError(f"invalid IPv4 {what} {ip!r}") from None
+    if address not in net or address in (net.network_address, net.broadcast_address):
+        raise NetworkError(f"{what} {ip} is not a host address of network {net}")
+    return address
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -111,28 +111,29 @@ def test_client_networks_hand_out_addresses_and_are_removed(devnet: Devnet) -> N
         network = golem.create_network("192.168.3.0/29", owner_ip="192.168.3.6")
         assert (network.ip, network.mask, network.owner_ip) == \
             ("192.168.3.0", "255.255.255.248", "192.168.3.6")
-        first = network.add_node(NODE_A)
+        first = network.add_node(NODE_A)  # .1 is the gateway: the daemon's requestor address
         second = network.add_node(NODE_B, ip="192.168.3.4")
-        assert (first.ip, second.ip) == ("192.168.3.1", "192.168.3.4")
+        assert (first.ip, second.ip) == ("192.168.3.2", "192.168.3.4")
         with pytest.raises(NetworkError, match="already taken"):
             network.add_node(NODE_B, ip="192.168.3.4")
         with pytest.raises(NetworkError, match="not a host address"):
             network.add_node(NODE_B, ip="192.168.4.1")
         assert [n.ip for n in (network.add_node(NODE_B), network.add_node(NODE_B))] == \
-            ["192.168.3.2", "192.168.3.3"]
-        network.add_node(NODE_B)
+            ["192.168.3.3", "192.168.3.5"]
         with pytest.raises(NetworkError, match="no free address"):
             network.add_node(NODE_B)
         (entry,) = first.deploy_args()["net"]
         assert entry == {"id": network.id, "ip": "192.168.3.0", "mask": "255.255.255.248",
-                         "gateway": "192.168.3.1", "nodeIp": "192.168.3.1",
-                         "nodes": {"192.168.3.1": NODE_A, "192.168.3.4": NODE_B,
-                                   "192.168.3.2": NODE_B, "192.168.3.3": NODE_B,
-                                   "192.168.3.5": NODE_B, "192.168.3.6": golem.identity}}
+                         "gateway": "192.168.3.1", "nodeIp": "192.168.3.2",
+                         "nodes": {"192.168.3.2": NODE_A, "192.168.3.4": NODE_B,
+                                   "192.168.3.3": NODE_B, "192.168.3.5": NODE_B,
+                                   "192.168.3.6": golem.identity}}
+        with pytest.raises(NetworkError, match="owner_ip 10.0.0.1 is not a host address"):
+            golem.create_network("192.168.9.0/24", owner_ip="10.0.0.1")
         with Client(devnet) as client:
             served = client.get(f"{NET}/{network.id}/addresses").json()
             assert {"ip": "192.168.3.6/29"} in served
-            assert len(client.get(f"{NET}/{network.id}/nodes").json()) == 5
+            assert len(client.get(f"{NET}/{network.id}/nodes").json()) == 4
         kept = golem.create_network("10.9.0.0/24")
         network.remove()
         network.remove()  # idempotent
