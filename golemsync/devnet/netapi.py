@@ -8,7 +8,8 @@ Replies as measured on the daemon 0.17.6 (both prefixes serve the same networks)
   requestor's first address. A bad address → 400 ``{"message": "Invalid IP address: ..."}``;
   no ``ip`` → 400 plain text.
 * ``GET /net`` → the list; ``GET`` / ``DELETE /net/{id}`` → the network / 200 ``null``; an
-  unknown id → **403** with an empty body (for every path below too).
+  unknown id (also one removed) → 404 ``{"message": "Network not found"}`` when it has the
+  daemon's form (32 hex digits), else **403** with an empty body (for every path below too).
 * ``GET`` / ``POST /net/{id}/addresses`` ``{"ip"}`` → ``[{"ip": "<ip>/<prefix>"}]`` / 200
   ``null`` (again: no-op); outside the network → 400 ``{"message": "Network not found for IP
   address: <ip>"}``.
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import socket
 import threading
@@ -46,6 +48,7 @@ from golemsync.devnet.http import TEXT, HttpError, Request, Response, Router, js
 logger = logging.getLogger(__name__)
 
 PREFIXES = ("/net-api/v1/net", "/net-api/v2/vpn/net")
+_NETWORK_ID = re.compile(r"[0-9a-fA-F]{32}")
 READ_SIZE = 1 << 16
 CONNECT_TIMEOUT = 5.0
 
@@ -145,7 +148,7 @@ class NetApi:
     def remove(self, request: Request) -> Response:
         with self._lock:
             if self._networks.pop(request.params["nid"], None) is None:
-                raise Empty(403)
+                raise _unknown(request.params["nid"])
         return json_response(200, None)
 
     # -- addresses and nodes -----------------------------------------------------------------
@@ -227,11 +230,19 @@ class NetApi:
         with self._lock:
             network = self._networks.get(request.params["nid"])
         if network is None:
-            raise Empty(403)
+            raise _unknown(request.params["nid"])
         return network
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+def _unknown(network_id: str) -> HttpError:
+    """The daemon's reply for a network it does not have: 404 ``{"message": "Network not
+    found"}`` for an id of its own form (32 hex digits: also one removed), else 403, empty."""
+    if _NETWORK_ID.fullmatch(network_id):
+        return HttpError.message(404, "Network not found")
+    return Empty(403)
+
 
 def _network_of(raw: Any, mask: Any) -> tuple[ipaddress.IPv4Network, ipaddress.IPv4Address]:
     text = raw if isinstance(raw, str) else ""

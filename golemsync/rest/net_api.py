@@ -7,7 +7,8 @@ The daemon 0.17.6 serves the same networks under ``/net-api/v1/net`` and
   (the daemon picks the id, and adds the gateway as the requestor's first address);
 * ``POST /net/{id}/addresses`` ``{"ip"}``, ``POST /net/{id}/nodes`` ``{"id", "ip"}``,
   ``DELETE /net/{id}/nodes/{nodeId}``, ``DELETE /net/{id}`` → 200 ``null``;
-* an unknown network id → **403** with an empty body; an address outside the network → 400;
+* an unknown (or removed) network id → 404 ``{"message": "Network not found"}`` (403 with an
+  empty body when the id is not even of the daemon's form); an address outside the network → 400;
 * ``GET /net/{id}/tcp/{ip}/{port}`` upgraded to a WebSocket: binary frames carry the bytes of a
   TCP connection to that port of that node (:func:`tcp_url`); 504 when it does not answer.
 """
@@ -24,7 +25,8 @@ NET_PREFIX = "/net-api/v1"
 
 class NetApi:
     """Typed calls of the Net API; errors are the session's (:class:`~golemsync.errors.ApiError`
-    subclasses: an unknown network is :class:`~golemsync.errors.Forbidden`)."""
+    subclasses: an unknown network is :class:`~golemsync.errors.NotFound` or
+    :class:`~golemsync.errors.Forbidden`)."""
 
     def __init__(self, session: ApiSession) -> None:
         self._t = session

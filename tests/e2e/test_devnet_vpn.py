@@ -60,7 +60,9 @@ def test_networks_are_created_listed_and_removed(devnet: Devnet) -> None:
         assert removed.status_code == 200 and removed.json() is None
         for gone in (client.delete(f"{NET}/{network['id']}"), client.get(f"{NET}/{network['id']}"),
                      client.get(f"{NET}/{network['id']}/nodes")):
-            assert gone.status_code == 403 and gone.content == b""
+            assert gone.status_code == 404 and gone.json() == {"message": "Network not found"}
+        never = client.get(f"{NET}/nosuch")
+        assert never.status_code == 403 and never.content == b""
 
 
 def test_addresses_and_nodes(devnet: Devnet) -> None:
