@@ -11,6 +11,12 @@ chunks. A command killed for exceeding the sandbox's process limit fails with ``
 command killed: more than 256 processes``; output cut at the capture limit is reported in the
 result's ``message`` (see :mod:`golemsync.devnet.capture`).
 
+The activity is a VM: its commands share one sandbox, and what one starts in the background
+keeps running until ``terminate`` or the activity's end. ``deploy``'s ``net`` entries
+(``[{"id", "nodeIp", ...}]``, as a requestor's VPN gives them) put the activity in those
+networks: :meth:`ExeUnit.vpn_address` answers the devnet's Net API, and :meth:`ExeUnit.connect`
+opens the TCP connection its tunnel carries (see :mod:`golemsync.devnet.netapi`).
+
 Each batch runs on its own thread, started by ``exec``. Runtime events are kept per batch from
 its creation, so a subscriber that connects right after ``exec`` sees every event (the daemon
 only broadcasts to subscribers already listening; keeping them is the forgiving superset).
