@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from .settings import Settings
     from .summary import Summary
     from .tasks import Task, TaskStatus
+    from .vpn import Network, NetworkError, TunnelError
 
 _PUBLIC: dict[str, str] = {
     "ActivityTerminated": ".errors",
@@ -80,6 +81,8 @@ _PUBLIC: dict[str, str] = {
     "Journal": ".journal",
     "LeastExpensive": ".market",
     "LinearPricing": ".market",
+    "Network": ".vpn",
+    "NetworkError": ".vpn",
     "NoOffersError": ".errors",
     "NotFound": ".errors",
     "NotImplementedByDaemon": ".errors",
@@ -102,6 +105,7 @@ _PUBLIC: dict[str, str] = {
     "TaskFailed": ".errors",
     "TaskStatus": ".tasks",
     "TransportError": ".errors",
+    "TunnelError": ".vpn",
     "WorkContext": ".context",
     "WorkerFailed": ".errors",
     "network": ".connection",
@@ -148,6 +152,8 @@ __all__ = [
     "Journal",
     "LeastExpensive",
     "LinearPricing",
+    "Network",
+    "NetworkError",
     "NoOffersError",
     "NotFound",
     "NotImplementedByDaemon",
@@ -170,6 +176,7 @@ __all__ = [
     "TaskFailed",
     "TaskStatus",
     "TransportError",
+    "TunnelError",
     "WorkContext",
     "WorkerFailed",
     "__version__",

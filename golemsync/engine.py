@@ -84,6 +84,7 @@ from .tasks import DRAINED, Attempt, Task, TaskQueue, TaskStatus
 if TYPE_CHECKING:
     from .estimate import Estimate
     from .storage.base import StorageProvider
+    from .vpn import Network
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ class Golem:
         self._journals: dict[str, Journal] = {}  # path -> journal in use (guarded by _lock)
         self._journal_lock = threading.Lock()  # serialises journal recovery (HTTP calls)
         self._allocation_released = False
+        self._networks: list[Network] = []  # removed on close (guarded by _lock)
 
     def __repr__(self) -> str:
         return f"Golem(api_url={self.config.api_url!r}, budget={self.budget}, state={self._state})"
@@ -254,7 +256,29 @@ class Golem:
                 self._state = "closed"
             self._signals.restore()
 
+    def create_network(self, ip: str = "192.168.0.0/24", *, owner_ip: Optional[str] = None,
+                       mask: Optional[str] = None, gateway: Optional[str] = None) -> Network:
+        """A VPN between this requestor (at ``owner_ip``, by default the first host address)
+        and the providers added to it (:mod:`golemsync.vpn`); removed when this closes."""
+        with self._lock:
+            if self._state != "running" or self._client is None or self.identity is None:
+                raise RuntimeError(f"this Golem is {self._state}: create networks inside "
+                                   "`with Golem(...)`")
+            client, identity = self._client, self.identity
+        from .rest.net_api import NetApi
+        from .vpn import Network  # loaded with the first network (websocket-client)
+
+        network = Network.create(NetApi(client.session), self.config.app_key, identity, ip,
+                                 owner_ip=owner_ip, mask=mask, gateway=gateway)
+        with self._lock:
+            self._networks.append(network)
+        return network
+
     def _teardown(self) -> None:
+        with self._lock:
+            networks, self._networks = self._networks, []
+        for network in networks:
+            network.remove()
         payments = self._payments
         if payments is not None:
             unpaid = payments.wait_settled(self.settings.invoice_timeout)

@@ -18,6 +18,11 @@ A size the caller asked for (``head: 10``) is not a truncation.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import select
+import struct
+import termios
 import threading
 from collections import deque
 from typing import IO, Any, Callable, Optional, Union
@@ -55,20 +60,44 @@ class Capture:
         self._stream_limit = _int(options.get("limit")) if self.streaming else None
         self._thread: Optional[threading.Thread] = None
 
-    def start(self, pipe: IO[bytes], name: str) -> None:
-        self._thread = threading.Thread(target=self._pump, args=(pipe,), name=name)
+    def start(self, pipe: IO[bytes], name: str, stop: Optional[int] = None) -> None:
+        """Read ``pipe`` on a thread until its end, or, once the descriptor ``stop`` becomes
+        readable, until what the pipe holds at that moment is read (a command's background
+        processes may keep a pipe open after the command itself exited)."""
+        self._thread = threading.Thread(target=self._pump, args=(pipe, stop), name=name)
         self._thread.start()
 
     def join(self, timeout: Optional[float] = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _pump(self, pipe: IO[bytes]) -> None:
+    def _pump(self, pipe: IO[bytes], stop: Optional[int]) -> None:
         with pipe:
-            for chunk in iter(lambda: pipe.read1(CHUNK), b""):  # type: ignore[attr-defined]
-                if self.enabled:
-                    self._keep(chunk)
-                    self._stream(chunk)
+            fd = pipe.fileno()
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            if stop is not None:
+                poller.register(stop, select.POLLIN)
+            while True:
+                ready = {handle for handle, _ in poller.poll()}
+                if stop is not None and stop in ready:
+                    left = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+                    while left > 0:
+                        chunk = os.read(fd, min(CHUNK, left))
+                        if not chunk:
+                            return
+                        left -= len(chunk)
+                        self._take(chunk)
+                    return
+                chunk = os.read(fd, CHUNK)
+                if not chunk:
+                    return
+                self._take(chunk)
+
+    def _take(self, chunk: bytes) -> None:
+        if self.enabled:
+            self._keep(chunk)
+            self._stream(chunk)
 
     @property
     def truncated(self) -> bool:

@@ -11,6 +11,12 @@ chunks. A command killed for exceeding the sandbox's process limit fails with ``
 command killed: more than 256 processes``; output cut at the capture limit is reported in the
 result's ``message`` (see :mod:`golemsync.devnet.capture`).
 
+The activity is a VM: its commands share one sandbox, and what one starts in the background
+keeps running until ``terminate`` or the activity's end. ``deploy``'s ``net`` entries
+(``[{"id", "nodeIp", ...}]``, as a requestor's VPN gives them) put the activity in those
+networks: :meth:`ExeUnit.vpn_address` answers the devnet's Net API, and :meth:`ExeUnit.connect`
+opens the TCP connection its tunnel carries (see :mod:`golemsync.devnet.netapi`).
+
 Each batch runs on its own thread, started by ``exec``. Runtime events are kept per batch from
 its creation, so a subscriber that connects right after ``exec`` sees every event (the daemon
 only broadcasts to subscribers already listening; keeping them is the forgiving superset).
@@ -23,10 +29,12 @@ every command's time by waiting (interruptibly) after it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import os
 import secrets
-import subprocess
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -65,6 +73,26 @@ def _seconds(value: Any) -> Optional[float]:
             except ValueError:
                 return None
     return None
+
+
+def _networks(value: Any) -> dict[str, str]:
+    """The ``net`` entries of a ``deploy`` (``[{"id", "nodeIp", "ip", "mask", ...}]``) as
+    {network id: this node's address}; ValueError names what is wrong."""
+    if value is None:
+        return {}
+    if not isinstance(value, list):
+        raise ValueError("net must be a list of networks")
+    found: dict[str, str] = {}
+    for entry in value:
+        if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+            raise ValueError(f"invalid net entry {entry!r}: no network id")
+        try:
+            address = ipaddress.IPv4Address(str(entry.get("nodeIp")))
+        except ValueError:
+            raise ValueError(f"invalid net entry for network {entry['id']}: missing field "
+                             "`nodeIp` or not an IPv4 address") from None
+        found[entry["id"]] = str(address)
+    return found
 
 
 class _Crashed(Exception):
@@ -136,8 +164,8 @@ class ExeUnit:
         self._state: tuple[str, Optional[str]] = ("Initialized", None)
         self._busy = False
         self._env: dict[str, str] = {}
+        self._networks: dict[str, str] = {}  # VPN id -> this activity's address (deploy)
         self._batches: dict[str, Batch] = {}
-        self._processes: set[subprocess.Popen[bytes]] = set()
         self._running: list[dict[str, Any]] = []
         self._abort = threading.Event()  # set by destroy/crash: stop everything
         self._created = time.monotonic()
@@ -198,9 +226,21 @@ class ExeUnit:
         with self._lock:
             return [dict(c) for c in self._running]
 
+    def vpn_address(self, network_id: str) -> Optional[str]:
+        """This activity's address in VPN ``network_id`` (from its ``deploy``), or None."""
+        with self._lock:
+            if self._state[0] not in ("Deployed", "Ready"):
+                return None
+            return self._networks.get(network_id)
+
+    def connect(self, port: int, timeout: float) -> socket.socket:
+        """A TCP connection to ``port`` inside the activity (its sandbox's network)."""
+        return self.sandbox.connect(port, timeout)
+
     def destroy(self) -> None:
         """Kill everything, mark Terminated, join the batch threads. Idempotent."""
         self._shutdown(("Terminated", None))
+        self.sandbox.close()
         for batch in self._all_batches():
             if batch.thread is not None and batch.thread is not threading.current_thread():
                 batch.thread.join(10)
@@ -311,9 +351,15 @@ class ExeUnit:
         return self._transfer(batch, index, args)
 
     def _deploy(self, args: dict[str, Any]) -> Outcome:
+        try:
+            networks = _networks(args.get("net"))
+        except ValueError as exc:
+            return Outcome(False, message=f"Deploy error: {exc}", return_code=1)
         env = args.get("env")
         if isinstance(env, dict):
             self._env = {str(k): str(v) for k, v in env.items()}
+        with self._lock:
+            self._networks = networks
         vols = [{"name": f"vol-{secrets.token_hex(4)}", "path": vm}
                 for vm in self.sandbox.volumes]
         return Outcome(True, stdout=json.dumps({"valid": {"Ok": ""}, "vols": vols,
@@ -354,30 +400,32 @@ class ExeUnit:
 
     def _execute(self, argv: list[str], outs: dict[str, Capture]) -> Optional[int]:
         """Run ``argv``: its exit code, None if it could not start, ``_TOO_MANY`` if killed
-        for exceeding the process limit."""
+        for exceeding the process limit. The command is over when its own process exits:
+        what it left in the background keeps running (and may keep its output pipes open)."""
         try:
-            process = self.sandbox.spawn(argv, self._env)
+            command = self.sandbox.spawn(argv, self._env)
         except OSError:
             return None
         with self._lock:
-            self._processes.add(process)
             self._running.append({"command": "Run", "params": list(argv)})
             aborted = self._abort.is_set()
         if aborted:  # destroyed while it was starting
-            self.sandbox.kill(process)
-        assert process.stdout is not None and process.stderr is not None
-        outs["stdout"].start(process.stdout, f"golemsync-devnet-out-{process.pid}")
-        outs["stderr"].start(process.stderr, f"golemsync-devnet-err-{process.pid}")
+            self.sandbox.kill_all()
+        stop_r, stop_w = os.pipe()
+        outs["stdout"].start(command.stdout, f"golemsync-devnet-out-{command.ident}", stop_r)
+        outs["stderr"].start(command.stderr, f"golemsync-devnet-err-{command.ident}", stop_r)
         try:
-            code, rusage, exceeded = self.sandbox.wait(process)
+            code, cpu, exceeded = self.sandbox.wait(command)
         finally:
+            os.write(stop_w, b"x")  # the readers take what is in the pipes and stop
             for capture in outs.values():
                 capture.join()
+            os.close(stop_r)
+            os.close(stop_w)
             with self._lock:
-                self._processes.discard(process)
                 self._running = [r for r in self._running if r["params"] != list(argv)]
         with self._lock:
-            self._cpu_seconds += rusage.ru_utime + rusage.ru_stime
+            self._cpu_seconds += cpu
         return _TOO_MANY if exceeded else code
 
     def _chunk_sink(self, batch: Batch, index: int, stream: str) -> Callable[[bytes], None]:
@@ -455,7 +503,4 @@ class ExeUnit:
                 batch.cond.notify_all()
 
     def _kill_all(self) -> None:
-        with self._lock:
-            processes = list(self._processes)
-        for process in processes:
-            self.sandbox.kill(process)
+        self.sandbox.kill_all()

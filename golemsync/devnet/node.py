@@ -26,6 +26,7 @@ from golemsync.devnet.http import Router
 from golemsync.devnet.identity import identity_routes
 from golemsync.devnet.invoicing import Invoicing
 from golemsync.devnet.market import Market
+from golemsync.devnet.netapi import NetApi, activity_connector
 from golemsync.devnet.payments import Payments
 from golemsync.devnet.providers import build_providers, node_id
 from golemsync.devnet.sandbox import remove_tree
@@ -61,6 +62,7 @@ class DevnetNode:
             self.agreements, exeunit_factory or default_exeunit_factory, self.workdir,
             gftpstore.store_root(self.node_id), USAGE_VECTOR, config.seed,
             config.sse_ping_interval, self.closing, self.gsb)
+        self.net = NetApi(activity_connector(self.activities))
         self.payments = Payments(config, self.node_id)
         self.invoicing = Invoicing(config, self.payments, clock)
         self.agreements.on_terminated = self._agreement_ended
@@ -79,6 +81,7 @@ class DevnetNode:
         self.payments.routes(router)
         self.invoicing.routes(router)
         GsbApi(self.gsb).routes(router)
+        self.net.routes(router)
         return router
 
     @property

@@ -60,7 +60,7 @@ def offer_properties(spec: ProviderSpec, ident: str, config: DevnetConfig) -> di
         "golem.node.debug.subnet": spec.subnet or config.subnet,
         "golem.runtime.name": spec.runtime_name,
         "golem.runtime.version": spec.runtime_version,
-        "golem.runtime.capabilities": ["inet"],  # no net-api here: no "vpn"
+        "golem.runtime.capabilities": ["inet", "vpn"],  # vpn: golemsync.devnet.netapi
         "golem.inf.mem.gib": float(spec.mem_gib),
         "golem.inf.storage.gib": float(spec.storage_gib),
         "golem.inf.cpu.threads": int(spec.cpu_threads),

@@ -4,27 +4,42 @@ A Golem VM image sees its volumes at ``/golem/input``, ``/golem/output``, ``/gol
 and ``/golem/work``. Here they are real directories under the activity's workdir. Three modes,
 chosen once per process (``GOLEMSYNC_DEVNET_SANDBOX=bwrap|plain|bare`` forces one):
 
-* **bwrap** (preferred; ``apt-get install bubblewrap``): the command runs under bubblewrap in
+**An activity is a VM.** Each sandbox runs one long-lived agent
+(:mod:`golemsync.devnet.vmagent`), started on the first command, that spawns every command of
+the activity: all of them share one set of namespaces, and what a command starts in the
+background (``python3 -m http.server 8080 &``) keeps running after that command ended, until the
+sandbox is killed (``terminate``, which restarts it on the next command, or destroying the
+activity): then its whole tree dies, in every mode. A command is over when its own process
+exits; output its background processes write later is not part of its result. The agent also
+opens TCP connections to ``127.0.0.1:<port>`` inside the sandbox for the VPN
+(:meth:`Sandbox.connect`). Spawning a command costs one message to the agent, about as much
+as a bare ``subprocess.run``.
+
+* **bwrap** (preferred; ``apt-get install bubblewrap``): the agent runs under bubblewrap in
   new user, pid, ipc, uts and network namespaces, with the host's ``/usr``, ``/bin``,
   ``/lib*`` and ``/etc`` read-only, a private ``/tmp``, ``/proc`` and ``/dev``, and the volumes
-  bound read-write at their VM paths. ``--die-with-parent`` and the pid namespace mean killing
-  the sandbox kills everything it started. A root devnet adds ``--cap-drop ALL``: bwrap run by
+  bound read-write at their VM paths. The agent is the namespace's init (``--as-pid-1``): no
+  command can signal it. ``--die-with-parent`` and the pid namespace mean killing the sandbox
+  kills everything it started. A root devnet adds ``--cap-drop ALL``: bwrap run by
   root otherwise leaves the command every capability in its namespaces, enough to remount the
   read-only host folders read-write and write to them as root.
-* **plain** (the fallback when bwrap is missing or unusable): the command runs with the
+* **plain** (the fallback when bwrap is missing or unusable): the agent runs with the
   user's rights on the host's file system, but inside ``unshare --fork --pid --mount-proc
   --net --kill-child`` (plus ``--user --map-root-user`` when not root) when the machine
-  allows it: its own pid namespace (it cannot see or signal the devnet or any other host
-  process, and everything it starts, ``setsid`` children included, dies with it), a private
-  ``/proc`` and no network; util-linux ``setpriv --pdeathsig KILL`` in front kills it if the
+  allows it: its own pid namespace (the agent is its init; commands cannot see or signal the
+  devnet or any other host process, and everything they start, ``setsid`` children included,
+  dies with the sandbox), a private ``/proc`` and a network namespace of its own with only
+  ``lo`` (brought up by the agent); util-linux ``setpriv --pdeathsig KILL`` in front kills it if the
   devnet dies without cleaning up. Volume paths (``/golem/input`` ...) written in arguments and
   environment values, also inside shell scripts, are rewritten to the volume directories; a
   volume path assembled at run time (``/golem/$DIR``) is not, and the working directory and
   ``HOME`` are the work volume's host directory.
 * **bare** (plain mode where unshare cannot create namespaces): as plain, without the
-  namespaces: a subprocess in its own session. Destroying the activity kills its session, its
-  process group and every descendant still linked to it; a child that both leaves the
-  session and loses its parent before that survives, and a command can signal the devnet,
+  namespaces: the agent is a subprocess in its own session and the child subreaper of all it
+  starts (orphans stay its descendants). Killing the sandbox kills the agent's session, group
+  and every descendant; a process that daemonizes out of that tree before (possible only with
+  a helper that changes its parent, not by ``setsid``/double fork) survives; a command can
+  listen on the host's loopback (two activities cannot both use one port) and signal the devnet,
   read the ``/proc`` entries of the user's processes and (ptrace rules permitting) their
   memory. The devnet keeps its app key out of argv and its environment in every mode.
 
@@ -41,11 +56,12 @@ for a non-root devnet, ``RLIMIT_NPROC`` (the user's processes at sandbox creatio
 Python can spawn with ``vfork``/``posix_spawn``; without ``prlimit`` a slower ``preexec_fn``
 sets them). ``RLIMIT_NPROC`` does not bind root, not even inside bwrap's user namespace, so a
 root devnet instead counts the command's processes every :data:`WATCH_INTERVAL` seconds while
-it runs (a listing of its pid namespace's own ``/proc``; in bare mode, every
-:data:`BARE_WATCH_INTERVAL` seconds, a scan of ``/proc`` for its session, group and
-descendants) and kills the whole sandbox, failing the command with ``ExeScript command killed:
-more than 256 processes``, when there are more than :data:`MAX_PROCESSES`. That is containment
-after the fact, not a fork that fails: a fast fork bomb can briefly exceed the cap.
+it runs (a listing of the sandbox's pid namespace's own ``/proc``, background processes
+included; in bare mode, every :data:`BARE_WATCH_INTERVAL` seconds, a scan of ``/proc`` for the
+agent's session, group and descendants) and kills the whole sandbox, failing the command with
+``ExeScript command killed: more than 256 processes``, when there are more than
+:data:`MAX_PROCESSES`. That is containment after the fact, not a fork that fails: a fast fork
+bomb can briefly exceed the cap.
 
 **Transfer paths** are resolved by :meth:`Sandbox.open_read` / :meth:`Sandbox.open_write` one
 component at a time relative to an open directory descriptor with ``O_NOFOLLOW``, so nothing
@@ -58,9 +74,11 @@ written through; only regular files are read.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import functools
+import itertools
 import json
 import logging
 import os
@@ -69,13 +87,15 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Optional, TextIO
+from typing import IO, Any, Callable, Optional, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +114,7 @@ _VOLUME_PATH = re.compile(r"(?<![\w./-])/golem/(?:input|output|resources|work)(?
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _warned = False
 _warn_lock = threading.Lock()
+_AGENT_SOURCE = (Path(__file__).parent / "vmagent.py").read_text()
 
 
 class OutsideSandbox(OSError):
@@ -149,6 +170,18 @@ def _pdeathsig_usable() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1)
+def _python() -> tuple[str, Optional[str]]:
+    """(interpreter, folder to bind read-only in bwrap mode or None) for the agent: the host's
+    ``python3`` under ``/usr`` (which a bwrap sandbox sees anyway), else this interpreter's
+    base installation (commands then see that folder too)."""
+    found = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if found is not None:
+        return found, None
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return base, sys.base_prefix
+
+
 def default_mode() -> str:
     """The mode sandboxes use unless told: forced by the environment, else the best usable."""
     forced = os.environ.get("GOLEMSYNC_DEVNET_SANDBOX", "").strip().lower()
@@ -189,8 +222,126 @@ def warn_unsandboxed(stream: Optional[TextIO] = None) -> None:
 
 # -- the sandbox -------------------------------------------------------------------------------
 
+class SandboxError(OSError):
+    """A request the sandbox's agent refused or could not carry out (``errno`` set)."""
+
+
+@dataclass
+class Command:
+    """A command running in a sandbox: the read ends of its output pipes and its exit."""
+
+    ident: int
+    argv: list[str]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+    agent: _Agent
+    pid: int = 0  # in the sandbox's pid namespace
+    status: Optional[int] = None  # the wait status, once it exited
+    cpu: float = 0.0
+    returncode: Optional[int] = None
+
+
+class _Agent:
+    """One running agent (:mod:`golemsync.devnet.vmagent`) and its reader thread."""
+
+    def __init__(self, launch: Callable[[], subprocess.Popen[bytes]], ctl: socket.socket,
+                 info: Optional[int], name: str) -> None:
+        self.ctl = ctl
+        self.info = info  # a root bwrap's --info-fd read end
+        self.info_data = b""
+        self.child: Optional[int] = None  # bwrap's host pid inside the namespaces
+        self.cond = threading.Condition()
+        self.replies: dict[int, tuple[dict[str, Any], list[int]]] = {}
+        self.exits: dict[int, dict[str, Any]] = {}
+        self.alive = True
+        self.send_lock = threading.Lock()
+        self._launched: list[Any] = []
+        # The reader thread starts the agent itself: the agent's parent-death signal (bwrap
+        # --die-with-parent, setpriv --pdeathsig) follows the thread that forked it, and this
+        # one lives exactly as long as the agent.
+        self.reader = threading.Thread(target=self._run, args=(launch,), name=name,
+                                       daemon=True)
+        self.reader.start()
+        with self.cond:
+            self.cond.wait_for(lambda: bool(self._launched))
+        launched = self._launched[0]
+        if isinstance(launched, BaseException):
+            self.reader.join()
+            raise launched
+        self.process: subprocess.Popen[bytes] = launched
+
+    def _run(self, launch: Callable[[], subprocess.Popen[bytes]]) -> None:
+        try:
+            process: Any = launch()
+        except BaseException as exc:  # handed to the thread that asked for the agent
+            process = exc
+        with self.cond:
+            self._launched.append(process)
+            self.cond.notify_all()
+        if not isinstance(process, BaseException):
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                fds: list[int] = []
+                try:
+                    data, ancillary, _, _ = self.ctl.recvmsg(1 << 20, socket.CMSG_SPACE(8))
+                except OSError:
+                    break
+                for level, kind, payload in ancillary:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        got = array.array("i")
+                        got.frombytes(payload[: len(payload) - len(payload) % got.itemsize])
+                        fds.extend(got)
+                if not data:
+                    break
+                message = json.loads(data.decode())
+                with self.cond:
+                    if "exit" in message:
+                        self.exits[int(message["id"])] = message
+                    else:
+                        self.replies[int(message["id"])] = (message, fds)
+                    self.cond.notify_all()
+        finally:
+            with self.cond:
+                self.alive = False
+                self.cond.notify_all()
+
+    def request(self, message: dict[str, Any], fds: Sequence[int] = (),
+                timeout: Optional[float] = None) -> tuple[dict[str, Any], list[int]]:
+        ident = int(message["id"])
+        data = json.dumps(message).encode()
+        with self.send_lock:
+            try:
+                if fds:
+                    self.ctl.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                               array.array("i", fds))])
+                else:
+                    self.ctl.send(data)
+            except OSError as exc:
+                raise SandboxError(errno.ESRCH, f"the sandbox is gone ({exc})") from None
+        with self.cond:
+            if not self.cond.wait_for(lambda: ident in self.replies or not self.alive,
+                                      timeout):
+                raise SandboxError(errno.ETIMEDOUT, "the sandbox did not answer in time")
+            if ident not in self.replies:
+                raise SandboxError(errno.ESRCH, "the sandbox is gone")
+            return self.replies.pop(ident)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.ctl.shutdown(socket.SHUT_RDWR)
+        if self.reader is not threading.current_thread():
+            self.reader.join()
+        self.ctl.close()
+        if self.info is not None:
+            os.close(self.info)
+            self.info = None
+
+
 class Sandbox:
-    """The volumes of one activity and the way to run a command inside them."""
+    """The volumes of one activity and the one agent its commands run under (a VM)."""
 
     def __init__(self, root: Path, *, mode: Optional[str] = None) -> None:
         self.root = root
@@ -204,104 +355,179 @@ class Sandbox:
         self._root_user = os.geteuid() == 0
         self._nproc = None if self._root_user else _processes_of(os.getuid()) + MAX_PROCESSES
         self._wrapper = self._limit_wrapper()
-        # A root devnet's bwrap processes: read end of the --info-fd pipe, what was read of
-        # it, and the inner pid it names (guarded by the GIL: one exe-unit thread per pid).
-        self._info: dict[int, int] = {}
-        self._info_data: dict[int, bytes] = {}
-        self._children: dict[int, int] = {}
+        self._lock = threading.Lock()  # guards _agent and _closed
+        self._agent: Optional[_Agent] = None
+        self._closed = False
+        self._ids = itertools.count(1)
 
-    # -- running commands ----------------------------------------------------------------------
-    def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        """Start ``argv`` in the sandbox with stdout/stderr piped; returns the process."""
-        environment = {"PATH": BASE_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8"}
+    # -- the agent -----------------------------------------------------------------------------
+    def _running_agent(self) -> _Agent:
+        """The sandbox's agent, started on first use (and again after :meth:`kill_all`)."""
+        with self._lock:
+            if self._closed:
+                raise SandboxError(errno.ESRCH, "the sandbox was destroyed")
+            if self._agent is None or not self._agent.alive:
+                if self._agent is not None:
+                    self._reap(self._agent)
+                self._agent = self._start_agent()
+            return self._agent
+
+    def _start_agent(self) -> _Agent:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        environment = {"PATH": BASE_PATH, "LANG": "C.UTF-8"}
         info: Optional[tuple[int, int]] = None
+        agent = [_python()[0], "-I", "-S", "-c", _AGENT_SOURCE, str(theirs.fileno())]
         cwd: Optional[Path] = None
         if self.mode == "bwrap":
-            environment.update(env)
             if self._root_user:
                 info = os.pipe()
-            full = self._bwrap_argv(argv, info[1] if info else None)
+            full = self._bwrap_argv(agent, info[1] if info else None)
         else:
-            environment.update({k: self._rewrite(v) for k, v in env.items()})
-            environment["HOME"] = str(self.volumes[WORKDIR])
-            full = [self._rewrite(a) for a in argv]
+            full = agent
             if self.mode == "plain":
                 full = [*(unshare_prefix() or ()), "--", *full]
             cwd = self.volumes[WORKDIR]
-        environment.pop("TERM", None)
         extra = {} if self._wrapper is not None else {"preexec_fn": self._preexec_limits}
-        try:
-            process = subprocess.Popen(
+        passed = (theirs.fileno(), *((info[1],) if info else ()))
+
+        def launch() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(  # type: ignore[call-overload,no-any-return]
                 [*(self._wrapper or ()), *full], env=environment, cwd=cwd,
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                start_new_session=True, pass_fds=(info[1],) if info else (),
-                **extra)  # type: ignore[call-overload]
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, pass_fds=passed, **extra)
+
+        name = f"golemsync-devnet-vm-{self.root.parent.name[-8:]}"
+        try:
+            return _Agent(launch, ours, info[0] if info else None, name)
         except BaseException:
+            ours.close()
             if info:
                 os.close(info[0])
             raise
         finally:
+            theirs.close()
             if info:
                 os.close(info[1])
-        if info:
-            self._info[process.pid] = info[0]
-        return process  # type: ignore[no-any-return]
 
-    def wait(self, process: subprocess.Popen[bytes]) -> tuple[int, resource.struct_rusage, bool]:
-        """Reap ``process``: (exit code, rusage, whether it was killed for too many processes).
-
-        A root devnet counts the sandbox's processes while it runs (see the module docstring);
-        in bare mode the command's remaining process group is killed once it has exited, as
-        the pid namespace does in the other modes.
-        """
-        exceeded = False
-        try:
-            if self._root_user:
-                exceeded = self._watch(process)
-            _, status, rusage = os.wait4(process.pid, 0)
-        finally:
-            info = self._info.pop(process.pid, None)
-            self._info_data.pop(process.pid, None)
-            self._children.pop(process.pid, None)
-            if info is not None:
-                os.close(info)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if self.mode == "bare":
-            _signal_group(process.pid)
-        return process.returncode, rusage, exceeded
-
-    def kill(self, process: subprocess.Popen[bytes]) -> None:
-        """Kill the command and everything it started (see the module docstring per mode)."""
+    def _reap(self, agent: _Agent) -> None:
+        """Kill an agent's whole sandbox and wait until every process of it is gone."""
         if self.mode == "bare":  # first: killing the leader would orphan its children
-            _kill_bare_tree(process.pid)
-        _signal_group(process.pid)
+            _kill_bare_tree(agent.process.pid)
+        init = None
+        if self.mode != "bare":  # the namespace's init: it exits once its namespace is empty
+            with contextlib.suppress(OSError):
+                init = os.pidfd_open(_first_child(agent.process.pid) or 0)
+        try:
+            _signal_group(agent.process.pid)
+            with contextlib.suppress(ChildProcessError):
+                agent.process.wait()
+            if init is not None:
+                select.select([init], [], [], 10)
+        finally:
+            if init is not None:
+                os.close(init)
+        agent.stop()
 
-    def _watch(self, process: subprocess.Popen[bytes]) -> bool:
+    def kill_all(self) -> None:
+        """Kill every process of the sandbox (the VM stops); the next command restarts it."""
+        with self._lock:
+            agent, self._agent = self._agent, None
+        if agent is not None:
+            self._reap(agent)
+
+    def close(self) -> None:
+        """Kill everything and refuse further commands (the activity is destroyed)."""
+        with self._lock:
+            self._closed = True
+        self.kill_all()
+
+    # -- running commands ----------------------------------------------------------------------
+    def spawn(self, argv: Sequence[str], env: Mapping[str, str]) -> Command:
+        """Start ``argv`` in the sandbox with stdout/stderr piped (:class:`SandboxError` when
+        it cannot start: ``errno`` says why, e.g. ``ENOENT``)."""
+        environment = {"PATH": BASE_PATH, "HOME": WORKDIR, "LANG": "C.UTF-8"}
+        if self.mode == "bwrap":
+            environment.update(env)
+            full, cwd = list(argv), WORKDIR
+        else:
+            environment.update({k: self._rewrite(v) for k, v in env.items()})
+            environment["HOME"] = str(self.volumes[WORKDIR])
+            full, cwd = [self._rewrite(a) for a in argv], str(self.volumes[WORKDIR])
+        environment.pop("TERM", None)
+        agent = self._running_agent()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ident = next(self._ids)
         try:
-            handle = os.pidfd_open(process.pid)
-        except (AttributeError, OSError):
-            return False  # no pidfd (old kernel): no process count
-        try:
-            poller = select.poll()
-            poller.register(handle, select.POLLIN)
-            exceeded = False
+            reply, _ = agent.request({"op": "spawn", "id": ident, "argv": full,
+                                      "env": environment, "cwd": cwd}, (out_w, err_w))
+        except BaseException:
+            os.close(out_r)
+            os.close(err_r)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        if "error" in reply:
+            os.close(out_r)
+            os.close(err_r)
+            raise SandboxError(int(reply.get("errno") or errno.EINVAL), str(reply["error"]))
+        return Command(ident, full, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"), agent,
+                       int(reply["pid"]))
+
+    def wait(self, command: Command) -> tuple[int, float, bool]:
+        """Wait for ``command`` to exit: (exit code, CPU seconds, whether it was killed for
+        too many processes). Its background processes keep running (see the module docstring);
+        a root devnet counts the sandbox's processes meanwhile."""
+        agent = command.agent
+        exceeded = False
+        interval = None
+        if self._root_user:
             interval = BARE_WATCH_INTERVAL if self.mode == "bare" else WATCH_INTERVAL
-            while not poller.poll(interval * 1000):
-                if not exceeded and self._count(process) > MAX_PROCESSES:
-                    logger.warning("devnet sandbox: command exceeded %d processes, killed",
+        with agent.cond:
+            while command.ident not in agent.exits and agent.alive:
+                agent.cond.wait(interval)
+                if interval is None or exceeded or command.ident in agent.exits:
+                    continue
+                if self._count(agent) > MAX_PROCESSES:
+                    logger.warning("devnet sandbox: more than %d processes, killed",
                                    MAX_PROCESSES)
                     exceeded = True
-                    self.kill(process)
-            return exceeded
-        finally:
-            os.close(handle)
+                    agent.cond.release()
+                    try:
+                        self.kill_all()
+                    finally:
+                        agent.cond.acquire()
+            message = agent.exits.pop(command.ident, None)
+        if message is None:  # the sandbox was killed under it
+            command.returncode = -signal.SIGKILL
+        else:
+            command.status = int(message["exit"])
+            command.cpu = float(message.get("cpu") or 0.0)
+            command.returncode = os.waitstatus_to_exitcode(command.status)
+        return command.returncode, command.cpu, exceeded
 
-    def _count(self, process: subprocess.Popen[bytes]) -> int:
+    def connect(self, port: int, timeout: float = 5.0) -> socket.socket:
+        """A TCP connection to ``127.0.0.1:<port>`` inside the sandbox's network namespace
+        (:class:`SandboxError` with ``ECONNREFUSED`` when nothing listens there)."""
+        if not 0 < port < 65536:
+            raise SandboxError(errno.EINVAL, f"invalid port {port}")
+        agent = self._running_agent()
+        reply, fds = agent.request({"op": "connect", "id": next(self._ids), "port": port,
+                                    "timeout": timeout}, timeout=timeout + 5)
+        if "error" in reply or len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise SandboxError(int(reply.get("errno") or errno.EIO),
+                               str(reply.get("error") or "no socket"))
+        return socket.socket(fileno=fds[0])
+
+    def _count(self, agent: _Agent) -> int:
         if self.mode == "bare":
-            return len(_bare_members(process.pid))
-        inside = process.pid
+            return len(_bare_members(agent.process.pid))
+        inside = agent.process.pid
         if self.mode == "bwrap":
-            inside = self._bwrap_child(process.pid) or 0
+            inside = self._bwrap_child(agent) or 0
             if not inside:
                 return 0
         proc = f"/proc/{inside}/root/proc"
@@ -314,22 +540,18 @@ class Sandbox:
         except OSError:
             return 0
 
-    def _bwrap_child(self, pid: int) -> Optional[int]:
+    def _bwrap_child(self, agent: _Agent) -> Optional[int]:
         """The host pid of bwrap's process inside the namespaces, from its ``--info-fd``."""
-        if pid in self._children:
-            return self._children[pid]
-        handle = self._info.get(pid)
-        if handle is None:
-            return None
-        os.set_blocking(handle, False)
+        if agent.child is not None or agent.info is None:
+            return agent.child
+        os.set_blocking(agent.info, False)
         with contextlib.suppress(BlockingIOError):
-            self._info_data[pid] = self._info_data.get(pid, b"") + os.read(handle, 4096)
+            agent.info_data += os.read(agent.info, 4096)
         try:
-            child = int(json.loads(self._info_data[pid].decode())["child-pid"])
+            agent.child = int(json.loads(agent.info_data.decode())["child-pid"])
         except (ValueError, KeyError, TypeError):
             return None
-        self._children[pid] = child
-        return child
+        return agent.child
 
     def _limit_wrapper(self) -> Optional[tuple[str, ...]]:
         path = shutil.which("prlimit")
@@ -350,14 +572,18 @@ class Sandbox:
             resource.setrlimit(resource.RLIMIT_NPROC, (self._nproc, self._nproc))
 
     def _bwrap_argv(self, argv: Sequence[str], info_fd: Optional[int]) -> list[str]:
-        full = ["bwrap", "--die-with-parent", "--unshare-user", "--unshare-pid", "--unshare-ipc",
-                "--unshare-uts", "--unshare-net", "--hostname", "golem-provider",
+        # --as-pid-1: the agent is the namespace's init, which no process inside can signal.
+        full = ["bwrap", "--die-with-parent", "--as-pid-1", "--unshare-user", "--unshare-pid",
+                "--unshare-ipc", "--unshare-uts", "--unshare-net", "--hostname", "golem-provider",
                 "--ro-bind", "/usr", "/usr"]
         if self._root_user:  # else root keeps every capability inside: it could remount rw
             full += ["--cap-drop", "ALL"]
         for host_dir in _HOST_DIRS:
             full += ["--ro-bind-try", host_dir, host_dir]
         full += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        prefix = _python()[1]
+        if prefix is not None and not prefix.startswith("/usr/"):  # the agent's interpreter
+            full += ["--ro-bind", prefix, prefix]
         for vm, host in self.volumes.items():
             full += ["--bind", str(host), vm]
         if info_fd is not None:
@@ -508,6 +734,16 @@ def _signal_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _first_child(pid: int) -> Optional[int]:
+    """The first child of ``pid`` (bwrap's or unshare's: the sandbox's init), from /proc."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as handle:
+            children = handle.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def _stat_fields(pid: str) -> Optional[tuple[int, int, int]]:

@@ -78,8 +78,10 @@ def test_decorations_want_a_literal_comma(client: Client) -> None:
     assert refused.status_code == 400 and "borrowed string" in refused.text
 
 
-def test_offers_do_not_advertise_a_vpn_the_devnet_does_not_have(devnet: Devnet) -> None:
+def test_offers_advertise_the_vpn_the_devnet_serves(devnet: Devnet, client: Client) -> None:
     with YagnaClient(Config.load(app_key=devnet.app_key, api_url=devnet.url)) as yagna:
         offers = yagna.market.collect_scan(yagna.market.begin_scan())
-    assert offers and all("vpn" not in o.properties["golem.runtime.capabilities"]
+    assert offers and all("vpn" in o.properties["golem.runtime.capabilities"]
                           for o in offers)
+    listed = client.get("/net-api/v1/net")
+    assert listed.status_code == 200 and isinstance(listed.json(), list)  # test_devnet_vpn

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from units import BOOT, finish, sh
+from units import BOOT, finish, run, sh
 
 from golemsync.devnet import gftpstore
 from golemsync.devnet.capture import MAX_KEPT
@@ -190,13 +191,37 @@ def test_a_setsid_child_dies_with_its_activity(make_unit: MakeUnit, sandbox_mode
     assert marked_processes(marker) == []
 
 
-def test_background_children_end_with_their_command(make_unit: MakeUnit,
-                                                    sandbox_mode: str) -> None:
+def await_marker(marker: str) -> str:
+    """Shell text that waits until a process has ``marker`` as an argument (the pattern comes
+    from a file, so that grep's own arguments do not match)."""
+    return (f"echo {marker} > /golem/work/pattern; "
+            "until grep -qszxF -f /golem/work/pattern /proc/[0-9]*/cmdline; do :; done")
+
+
+def test_background_processes_outlive_their_command_until_destroy(make_unit: MakeUnit,
+                                                                  sandbox_mode: str) -> None:
+    # An activity is a VM: what a command leaves running in the background (here holding the
+    # command's stdout open) keeps running after the command ended, and later commands see it.
     unit = make_unit(mode=sandbox_mode)
     finish(unit, BOOT)
     marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 100000 + 1}"
-    (result,) = finish(unit, [sh(f"sleep {marker} & echo done")])
+    (result,) = finish(unit, [sh(f"sleep {marker} & {await_marker(marker)}; echo done")])
     assert result["result"] == "Ok" and result["stdout"] == "done\n", result
+    assert len(marked_processes(marker)) == 1
+    (seen,) = finish(unit, [sh(f"{await_marker(marker)}; echo seen")])
+    assert seen["stdout"] == "seen\n", seen
+    unit.destroy()
+    assert marked_processes(marker) == []
+
+
+def test_terminate_stops_the_background_processes(make_unit: MakeUnit, sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
+    finish(unit, BOOT)
+    marker = f"{os.getpid() % 1000}.{time.monotonic_ns() % 100000 + 2}"
+    finish(unit, [sh(f"sleep {marker} >/dev/null 2>&1 & {await_marker(marker)}")])
+    assert len(marked_processes(marker)) == 1
+    (ended,) = finish(unit, [{"terminate": {}}])
+    assert ended["result"] == "Ok"
     assert marked_processes(marker) == []
 
 
@@ -297,3 +322,49 @@ def test_sends_create_folders_and_refuse_files_as_folders(unit: ExeUnit, store: 
     assert "not a directory in container: /golem/work/file/x" in through_a_file["message"]
     missing, _ = download(unit, store, "/golem/work/none/x", tmp_path)
     assert missing["message"] == "Transfer error: path not found in container: /golem/work/none/x"
+
+
+# -- 7. the VPN's way in ---------------------------------------------------------------------
+
+ECHO_ONCE = ("import socket\n"
+             "server = socket.create_server(('127.0.0.1', 7300))\n"
+             "print('listening', flush=True)\n"
+             "while True:\n"
+             "    conn, _ = server.accept()\n"
+             "    conn.sendall(conn.recv(100).upper())\n"
+             "    conn.close()\n")
+
+
+def test_connect_reaches_a_server_inside_the_sandbox(make_unit: MakeUnit,
+                                                     sandbox_mode: str) -> None:
+    unit = make_unit(mode=sandbox_mode)
+    net = [{"id": "net-1", "ip": "192.168.0.0", "mask": "255.255.255.0", "nodeIp": "192.168.0.2",
+            "nodes": {"192.168.0.1": "0xrequestor"}}]
+    assert unit.vpn_address("net-1") is None
+    (deployed, started) = finish(unit, [{"deploy": {"net": net}}, {"start": {}}])
+    assert deployed["result"] == started["result"] == "Ok"
+    assert unit.vpn_address("net-1") == "192.168.0.2" and unit.vpn_address("net-2") is None
+    with pytest.raises(OSError) as refused:
+        unit.connect(7300, 5)
+    assert refused.value.errno == errno.ECONNREFUSED
+    # The server prints once it listens; the command ends when it has (the server stays).
+    (result,) = finish(unit, [run("/bin/sh", "-c",
+                                  "python3 -c \"$0\" > /golem/work/log 2>&1 & "
+                                  "until grep -q listening /golem/work/log; do :; done",
+                                  ECHO_ONCE)])
+    assert result["result"] == "Ok", result
+    with unit.connect(7300, 5) as conn:
+        conn.sendall(b"through the sandbox")
+        assert conn.recv(100) == b"THROUGH THE SANDBOX"
+    if sandbox_mode != "bare":  # another activity has its own network: nothing listens there
+        other = make_unit(mode=sandbox_mode)
+        finish(other, BOOT)
+        with pytest.raises(OSError):
+            other.connect(7300, 5)
+
+
+def test_a_malformed_net_fails_the_deploy(make_unit: MakeUnit) -> None:
+    unit = make_unit()
+    (result,) = finish(unit, [{"deploy": {"net": [{"id": "net-1", "ip": "192.168.0.0"}]}}])
+    assert result["result"] == "Error"
+    assert "nodeIp" in result["message"] and result["message"].startswith("Deploy error:")
