@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         RepeatedFailure,
         RequestTimeout,
         ServerError,
+        ServiceEnded,
+        ServiceFailed,
         StorageError,
         TaskFailed,
         TransportError,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from .market import LeastExpensive, LinearPricing, Offer, Strategy
     from .payload import Payload, Requirement, vm
     from .script import CommandResult, Script
+    from .services import Cluster, Service, ServiceInstance, ServiceState
     from .settings import Settings
     from .summary import Summary
     from .tasks import Task, TaskStatus
@@ -66,6 +69,7 @@ _PUBLIC: dict[str, str] = {
     "BudgetExceeded": ".errors",
     "CommandFailed": ".errors",
     "CommandResult": ".script",
+    "Cluster": ".services",
     "Config": ".config",
     "ConfigurationError": ".errors",
     "Conflict": ".errors",
@@ -94,6 +98,11 @@ _PUBLIC: dict[str, str] = {
     "Requirement": ".payload",
     "Script": ".script",
     "ServerError": ".errors",
+    "Service": ".services",
+    "ServiceEnded": ".errors",
+    "ServiceFailed": ".errors",
+    "ServiceInstance": ".services",
+    "ServiceState": ".services",
     "Settings": ".settings",
     "StorageError": ".errors",
     "Strategy": ".market",
@@ -133,6 +142,7 @@ __all__ = [
     "BadRequest",
     "BudgetExceeded",
     "CommandFailed",
+    "Cluster",
     "CommandResult",
     "Config",
     "ConfigurationError",
@@ -162,6 +172,11 @@ __all__ = [
     "Requirement",
     "Script",
     "ServerError",
+    "Service",
+    "ServiceEnded",
+    "ServiceFailed",
+    "ServiceInstance",
+    "ServiceState",
     "Settings",
     "StorageError",
     "Strategy",
