@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -325,3 +329,77 @@ def test_bad_arguments_name_the_argument(devnet: Devnet) -> None:
             golem.run_service(Echo, payload=PAYLOAD, num_instances=2, instance_params=[{}])
         with pytest.raises(ValueError, match="instance_params"):
             golem.run_service(Echo, payload=PAYLOAD, instance_params=[{"nope": 1}])
+
+
+class Busy(Service):
+    """Says "busy" when its run() script is sent; the script takes a while to end."""
+
+    def run(self) -> Iterator[Script]:
+        script = self.new_script(timeout=60)
+        out = script.run("/bin/sh", "-c", "sleep 1; echo finished")
+        self.send_message("busy")
+        yield script
+        self.send_message(out.result().text.strip())
+        while not self.stopping:
+            self.wait_until_stopping(timeout=5.0)
+
+
+def test_stop_lets_the_script_in_flight_finish(make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=2)
+    with golem_for(net) as golem:
+        cluster = golem.run_service(Busy, payload=PAYLOAD)
+        (instance,) = cluster.instances
+        assert instance.receive(timeout=WAIT) == "busy"
+        cluster.stop()
+        assert instance.receive(timeout=WAIT) == "finished"  # not abandoned by the stop
+    assert states(instance) == ["pending", "starting", "running", "stopping", "terminated"]
+    assert_all_settled(net, golem)
+
+
+CTRL_C_PROGRAM = """
+import sys
+from golemsync import Golem, Service, ServiceState, vm
+
+class Idle(Service):
+    def shutdown(self):
+        script = self.new_script()
+        script.run("/bin/echo", "shutdown ran")
+        yield script
+        print("shutdown ran", flush=True)
+
+payload = vm.repo(image_hash="ab" * 28, image_url="http://registry.invalid/image.gvmi")
+try:
+    with Golem(budget=1, poll_timeout=1.0, invoice_timeout=15) as golem:
+        cluster = golem.run_service(Idle, payload=payload)
+        assert cluster.wait_for(ServiceState.RUNNING, timeout=60)
+        print("running", flush=True)
+        cluster.instances[0].receive()  # blocks until Ctrl-C
+except KeyboardInterrupt:
+    print("states:", [c.state.value for c in cluster.instances[0].history], flush=True)
+    sys.exit(130)
+"""
+
+
+def test_ctrl_c_shuts_the_service_down_pays_and_releases(
+        make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YAGNA_")}
+    env.update(net.env)
+    process = subprocess.Popen([sys.executable, "-c", CTRL_C_PROGRAM], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "running"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "shutdown ran" in stdout
+    assert "'running', 'stopping', 'terminated']" in stdout
+    ledger = net.ledger()
+    (agreement,) = ledger["agreements"]
+    assert agreement["state"] == "Terminated" and agreement["invoice_status"] == "ACCEPTED"
+    assert all(allocation["released"] for allocation in ledger["allocations"])
