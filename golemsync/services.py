@@ -91,6 +91,7 @@ from .errors import (
     CommandFailed,
     ConfigurationError,
     GolemError,
+    JobTimeout,
     NoOffersError,
     ServiceEnded,
     ServiceFailed,
@@ -593,7 +594,7 @@ class Cluster:
         self._excluded: set[str] = set()  # providers failed in this cluster
         self._market_error: Optional[BaseException] = None
         self._stopping = False
-        self._closed = False
+        self._ended = False  # every instance reached a final state; the market thread ends
         self._started = False
         self._negotiator: Optional[Negotiator] = None
         self._market_thread: Optional[threading.Thread] = None
@@ -642,8 +643,10 @@ class Cluster:
         """Add ``count`` instances (or one per ``instance_params`` dict); returns them."""
         params = list(instance_params) if instance_params is not None else [{}] * count
         with self._lock:
-            if self._stopping:
-                raise RuntimeError(f"cluster {self.id} is stopping; it takes no new instances")
+            if self._stopping or self._ended:
+                why = "stopping" if self._stopping else "over"
+                raise RuntimeError(f"cluster {self.id} is {why}; it takes no new instances "
+                                   "(run a new one)")
         added = [self._add(kwargs) for kwargs in params]
         for instance in added:
             instance._start_thread()
@@ -730,7 +733,7 @@ class Cluster:
 
     def _join(self, threads: list[threading.Thread], deadline: float) -> None:
         for thread in threads:
-            if thread.ident is not None:
+            if thread.ident is not None and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     # -- the instances' side --------------------------------------------------------------------
@@ -758,11 +761,15 @@ class Cluster:
         if error is not None:
             return error
         negotiator = self._negotiator
-        report = "\n".join("  " + line for line in negotiator.report.lines()) \
-            if negotiator is not None else ""
+        lines = negotiator.report.lines() if negotiator is not None else []
+        with self._lock:
+            failed = len(self._excluded)
+        if failed:
+            lines.append(f"providers failed in this cluster (not hired again): {failed}")
         return NoOffersError(f"no provider could be hired for the service within "
                              f"{self._settings.offer_timeout} s; check the payload's "
-                             "requirements, subnet_tag and budget", report=report)
+                             "requirements, subnet_tag and budget",
+                             report="\n".join("  " + line for line in lines))
 
     def _serve_on(self, instance: ServiceInstance,
                   hire: Hire) -> tuple[_Outcome, Optional[BaseException]]:
@@ -816,7 +823,7 @@ class Cluster:
         service = instance.service
         try:
             started = instance._drive(service.start(), "start")
-        except CommandFailed as exc:  # the provider could not start the service
+        except (CommandFailed, JobTimeout) as exc:  # the provider could not start the service
             raise ActivityTerminated(f"start() failed on {hire.provider_name}: {exc}",
                                      provider=hire.provider_name) from exc
         if not started or instance._stop_requested.is_set():
@@ -882,7 +889,7 @@ class Cluster:
 
     def _instance_ended(self, instance: ServiceInstance) -> None:
         with self._lock:
-            done = all(i.state.final for i in self._instances)
+            done = self._ended = all(i.state.final for i in self._instances)
         if done:
             self._market_stop.set()  # nothing left to hire for: the market thread ends
             negotiator = self._negotiator

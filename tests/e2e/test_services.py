@@ -403,3 +403,38 @@ def test_ctrl_c_shuts_the_service_down_pays_and_releases(
     (agreement,) = ledger["agreements"]
     assert agreement["state"] == "Terminated" and agreement["invoice_status"] == "ACCEPTED"
     assert all(allocation["released"] for allocation in ledger["allocations"])
+
+
+def test_a_provider_crashing_at_deploy_is_replaced(make_devnet: Callable[..., Devnet]) -> None:
+    specs = providers(3)
+    cheapest = dataclasses.replace(specs[0], crash_rate=1.0, price_cpu_sec=0.0,
+                                   price_duration_sec=0.0, price_start=0.0)
+    net = make_devnet(providers=[cheapest, *specs[1:]])
+    with golem_for(net) as golem:
+        cluster = golem.run_service(Echo, payload=PAYLOAD, respawn=True)
+        (instance,) = cluster.instances
+        assert instance.receive(timeout=WAIT) == "ready"
+        assert instance.provider_name != cheapest.name
+    history = instance.history
+    assert [c.state.value for c in history] == ["pending", "starting", "pending", "starting",
+                                                "running", "stopping", "terminated"]
+    assert history[1].provider_name == cheapest.name
+    assert history[2].reason is not None and cheapest.name in history[2].reason
+    assert_all_settled(net, golem)
+
+
+def test_spawn_instances_adds_to_a_running_cluster(make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=3)
+    with golem_for(net) as golem:
+        with golem.run_service(Echo, payload=PAYLOAD) as cluster:
+            (added,) = cluster.spawn_instances(instance_params=[{"prefix": "2: "}])
+            assert cluster.instances[1] is added
+            assert cluster.wait_for(ServiceState.RUNNING, timeout=WAIT)
+            assert added.receive(timeout=WAIT) == "ready"
+            added.send("hi")
+            assert added.receive(timeout=WAIT) == f"2: hi from {added.provider_name}"
+            assert len({i.provider_id for i in cluster.instances}) == 2
+        assert cluster.state == {"terminated": 2}  # leaving the cluster's block stopped it
+        with pytest.raises(RuntimeError, match="stopping"):
+            cluster.spawn_instances(1)
+    assert_all_settled(net, golem)
