@@ -96,7 +96,7 @@ from .errors import (
     ServiceEnded,
     ServiceFailed,
 )
-from .events import Event, ServiceStateChanged
+from .events import Event, JobFinished, JobStarted, ServiceStateChanged
 from .execution import BatchRunner
 from .market import Demand, Hire, MarketSettings, Negotiator, Offer, build_demand
 from .payload import Payload
@@ -659,6 +659,7 @@ class Cluster:
         left of it minus a margin, and scripts still running after it are abandoned. Idempotent.
         """
         with self._lock:
+            first = not self._stopping
             self._stopping = True
             instances = list(self._instances)
             self._lock.notify_all()
@@ -682,6 +683,10 @@ class Cluster:
             logger.error("cluster %s: threads still running after %ss: %s", self.id, timeout,
                          alive)
         self._parts.claims.release_all(self.id)
+        if first and self._started:
+            failed = [i.name for i in instances if i.state is ServiceState.FAILED]
+            self.emit(JobFinished(error=f"failed instances: {', '.join(failed)}"
+                                  if failed else None))
 
     # -- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -701,6 +706,7 @@ class Cluster:
             probe_constraints=_probe_constraints(parts))
         self._market_thread = threading.Thread(target=self._negotiator.run,
                                                name=f"golemsync-market-{self.id}")
+        self.emit(JobStarted(max_workers=len(self.instances)))
         self._market_thread.start()
         for instance in self.instances:
             instance._start_thread()
