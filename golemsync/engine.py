@@ -479,6 +479,7 @@ class Golem:
         offer_timeout: float = 60.0,
         shutdown_timeout: float = 30.0,
         max_messages: int = 100,
+        liveness_interval: float = 10.0,
     ) -> Cluster:
         """Run ``num_instances`` instances of ``service_class`` (a
         :class:`~golemsync.services.Service` subclass) on providers; returns the
@@ -491,13 +492,16 @@ class Golem:
         ``expiration`` (a datetime, a timedelta or seconds; default one hour) bounds the
         agreements. An instance that gets no provider within ``offer_timeout`` s fails
         (:class:`NoOffersError`); ``shutdown()`` may take ``shutdown_timeout`` s;
-        ``max_messages`` bounds each instance's two message queues. The cluster stops when
+        ``max_messages`` bounds each instance's two message queues; while a service waits
+        (for a message or the stop) its activity is checked every ``liveness_interval`` s, so a
+        dead provider is noticed even when no script runs. The cluster stops when
         :meth:`~golemsync.services.Cluster.stop` is called, or this ``Golem`` is left.
         """
         from .services import Cluster, ClusterSettings, lifetime_of
 
         params = _instance_params(service_class, payload, num_instances, instance_params,
-                                  offer_timeout, shutdown_timeout, max_messages)
+                                  offer_timeout, shutdown_timeout, liveness_interval,
+                                  max_messages)
         lifetime = lifetime_of(expiration, self.settings.agreement_lifetime)
         with self._lock:
             if self._state != "running":
@@ -508,7 +512,8 @@ class Golem:
                                                        offer_timeout=offer_timeout,
                                                        shutdown_timeout=shutdown_timeout,
                                                        max_messages=max_messages,
-                                                       lifetime=lifetime))
+                                                       lifetime=lifetime,
+                                                       liveness_interval=liveness_interval))
             self._clusters.append(cluster)
         cluster.start()
         return cluster
@@ -569,7 +574,7 @@ def _check_job_arguments(worker: Any, payload: Any, max_workers: Any, timeout: A
 
 def _instance_params(service_class: Any, payload: Any, num_instances: Optional[int],
                      instance_params: Optional[Sequence[Mapping[str, Any]]],
-                     offer_timeout: Any, shutdown_timeout: Any,
+                     offer_timeout: Any, shutdown_timeout: Any, liveness_interval: Any,
                      max_messages: Any) -> list[Mapping[str, Any]]:
     """Check ``run_service``'s arguments (naming the bad one); each instance's kwargs."""
     from .services import Service
@@ -589,7 +594,8 @@ def _instance_params(service_class: Any, payload: Any, num_instances: Optional[i
     if params is not None and len(params) < count:
         raise ConfigurationError(f"instance_params has {len(params)} dicts for {count} "
                                  "instances; give one per instance")
-    for name, value in (("offer_timeout", offer_timeout), ("shutdown_timeout", shutdown_timeout)):
+    for name, value in (("offer_timeout", offer_timeout), ("shutdown_timeout", shutdown_timeout),
+                        ("liveness_interval", liveness_interval)):
         if not (isinstance(value, (int, float)) and value > 0):
             raise ConfigurationError(f"{name} must be a positive number of seconds (got "
                                      f"{value!r})")

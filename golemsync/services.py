@@ -87,6 +87,8 @@ from . import timestamps
 from .context import WorkContext
 from .errors import (
     ActivityTerminated,
+    ApiError,
+    AuthenticationError,
     BudgetExceeded,
     CommandFailed,
     ConfigurationError,
@@ -295,18 +297,38 @@ class Service:
         return self.instance._stop_requested.is_set()
 
     def wait_until_stopping(self, timeout: Optional[float] = None) -> bool:
-        """Block until a stop is requested (True) or ``timeout`` s pass (False)."""
-        return self.instance._stop_requested.wait(timeout)
+        """Block until a stop is requested (True) or ``timeout`` s pass (False).
+
+        While it waits, the provider's activity is checked every ``liveness_interval`` s: if
+        the provider ended it, :class:`~golemsync.errors.ActivityTerminated` is raised (a
+        provider failure: the instance is respawned when asked)."""
+        instance = self.instance
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            instance._watch()
+            piece = instance._slice(deadline)
+            if instance._stop_requested.wait(piece):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
 
     def receive_message(self, timeout: Optional[float] = 0.0, default: Any = None) -> Any:
         """The next value the requestor sent (:meth:`ServiceInstance.send`), waiting at most
         ``timeout`` s (0: do not wait; None: until one comes); ``default`` when none came in
-        time or a stop was requested while waiting."""
+        time or a stop was requested while waiting. A long wait checks the provider's
+        activity as :meth:`wait_until_stopping` does."""
         instance = self.instance
-        try:
-            return instance._inbox.get(timeout, abort=instance._stop_requested.is_set)
-        except (TimeoutError, ServiceEnded):
-            return default
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            instance._watch()
+            try:
+                return instance._inbox.get(instance._slice(deadline),
+                                           abort=instance._stop_requested.is_set)
+            except ServiceEnded:
+                return default
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return default
 
     def send_message(self, value: Any, timeout: Optional[float] = None) -> None:
         """Queue ``value`` for the requestor (:meth:`ServiceInstance.receive`). Blocks while
@@ -330,7 +352,7 @@ class ServiceInstance:
     """
 
     def __init__(self, cluster: Cluster, index: int, service: Service,
-                 max_messages: int) -> None:
+                 max_messages: int, liveness_interval: float = 10.0) -> None:
         self.cluster = cluster
         self.name = f"{cluster.id}-{index}"
         self.service = service
@@ -343,6 +365,8 @@ class ServiceInstance:
         self._error: Optional[BaseException] = None
         self._ctx: Optional[WorkContext] = None  # only the instance thread touches it
         self._runner: Optional[BatchRunner] = None  # the runner of the current phase
+        self._liveness_interval = liveness_interval
+        self._checked_at = time.monotonic()  # the last liveness check (instance thread only)
         self._stop_requested = threading.Event()
         self._interrupt = threading.Event()  # abandons the start()/run() script in flight
         self._kill = threading.Event()  # abandons the shutdown() script (stop ran out of time)
@@ -426,6 +450,26 @@ class ServiceInstance:
         self._inbox.wake()
         self._outbox.wake()
         self.cluster._wake()
+
+    # -- liveness -------------------------------------------------------------------------------
+    def _slice(self, deadline: Optional[float]) -> float:
+        """How long one piece of a long wait may be (the liveness checks fall between)."""
+        if deadline is None:
+            return self._liveness_interval
+        return max(0.0, min(self._liveness_interval, deadline - time.monotonic()))
+
+    def _watch(self) -> None:
+        """On the instance's own thread, at most every ``liveness_interval`` s: raise
+        ActivityTerminated if the provider ended the activity (a wait would never notice)."""
+        ctx = self._ctx
+        if ctx is None or threading.current_thread() is not self._thread \
+                or self._stop_requested.is_set():
+            return
+        now = time.monotonic()
+        if now - self._checked_at < self._liveness_interval:
+            return
+        self._checked_at = now
+        self.cluster._check_alive(ctx)
 
     # -- state machine ----------------------------------------------------------------------------
     def _enter(self, state: ServiceState, reason: Optional[str] = None,
@@ -565,6 +609,7 @@ class ClusterSettings:
     shutdown_timeout: float
     max_messages: int
     lifetime: float  # seconds the agreements and the demand live
+    liveness_interval: float = 10.0  # seconds between activity checks while a service waits
 
 
 class Cluster:
@@ -629,7 +674,8 @@ class Cluster:
 
     def wait_for(self, state: ServiceState, timeout: Optional[float] = None) -> bool:
         """Block until every instance is in ``state`` (see :meth:`ServiceInstance.wait_for`);
-        False when ``timeout`` s pass first or an instance can no longer reach it."""
+        False when ``timeout`` s pass first or an instance terminated without reaching it;
+        :class:`~golemsync.errors.ServiceFailed` when one failed."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for instance in self.instances:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -726,7 +772,8 @@ class Cluster:
                                      f"failed: {exc}; check instance_params") from exc
         with self._lock:
             instance = ServiceInstance(self, next(self._numbers), service,
-                                       self._settings.max_messages)
+                                       self._settings.max_messages,
+                                       self._settings.liveness_interval)
             self._instances.append(instance)
         return instance
 
@@ -817,6 +864,20 @@ class Cluster:
             raise ActivityTerminated("the cluster is stopping", provider=hire.provider_name)
         deploy_and_start(instance._ctx, self.emit, deploy_args)
         return activity_id
+
+    def _check_alive(self, ctx: WorkContext) -> None:
+        """Raise ActivityTerminated unless the activity of ``ctx`` is alive."""
+        try:
+            state = self._parts.client.activity.get_state(ctx.activity_id)
+        except AuthenticationError:
+            raise  # the session's problem, not the provider's
+        except ApiError as exc:
+            raise ActivityTerminated(f"activity on {ctx.provider_name} is unreachable: {exc}",
+                                     provider=ctx.provider_name) from exc
+        if not state.alive:
+            reason = state.reason or state.error_message or "no reason given"
+            raise ActivityTerminated(f"provider {ctx.provider_name} terminated the activity "
+                                     f"({reason})", provider=ctx.provider_name)
 
     def _runner(self, hire: Hire, activity_id: str, stop: threading.Event) -> BatchRunner:
         return BatchRunner(self._parts.client.activity, activity_id,

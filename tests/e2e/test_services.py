@@ -438,3 +438,32 @@ def test_spawn_instances_adds_to_a_running_cluster(make_devnet: Callable[..., De
         with pytest.raises(RuntimeError, match="stopping"):
             cluster.spawn_instances(1)
     assert_all_settled(net, golem)
+
+
+class Idle(Service):
+    """Starts, says so, then waits for the stop (the default run()): it never runs a script
+    while it waits, so only the liveness check can notice its provider die."""
+
+    def start(self) -> Iterator[Script]:
+        script = self.new_script(timeout=30)
+        script.run("/bin/true")
+        yield script
+        self.send_message(f"ready on {self.provider_name}")
+
+
+def test_a_crash_is_noticed_while_the_service_waits(make_devnet: Callable[..., Devnet]) -> None:
+    units = Units()
+    net = make_devnet(providers=providers(3), exeunit_factory=units)
+    with golem_for(net) as golem:
+        cluster = golem.run_service(Idle, payload=PAYLOAD, respawn=True, liveness_interval=0.2)
+        (instance,) = cluster.instances
+        first = instance.receive(timeout=WAIT)
+        crashed = instance.provider_name
+        assert crashed is not None and first == f"ready on {crashed}"
+        units.crash(crashed)
+        again = instance.receive(timeout=WAIT)  # no message sent: the check found the crash
+        assert again == f"ready on {instance.provider_name}" and crashed not in again
+    assert states(instance) == ["pending", "starting", "running", "pending", "starting",
+                                "running", "stopping", "terminated"]
+    assert "terminated the activity" in str(instance.history[3].reason)
+    assert_all_settled(net, golem)
