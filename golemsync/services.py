@@ -405,6 +405,23 @@ class ServiceInstance:
         with self._cond:
             return self._node
 
+    def forward(self, port: int) -> AbstractContextManager[int]:
+        """``with instance.forward(remote_port) as local_port:`` tunnels a local port to
+        ``port`` on the provider, through the cluster's network (see its node's ``forward``)."""
+        return self._require_node().forward(port)
+
+    def connect(self, port: int) -> Any:
+        """A connection to ``port`` on the provider through the cluster's network."""
+        return self._require_node().connect(port)
+
+    def _require_node(self) -> NetworkNode:
+        node = self.network_node
+        if node is None:
+            raise RuntimeError(f"service instance {self.name} has no network node: pass "
+                               "network=golem.create_network(...) to run_service, and wait "
+                               "until the instance is starting or running")
+        return node
+
     @property
     def error(self) -> Optional[BaseException]:
         """Why the instance failed (None unless it is *failed*)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -270,10 +271,10 @@ class _Node:
                          "nodeIp": self.ip, "nodes": {"10.0.0.1": "requestor"}}]}
 
     def forward(self, port: int) -> AbstractContextManager[int]:
-        raise NotImplementedError("this test network carries no traffic")
+        return contextlib.nullcontext(port + 10000)  # where a real one would listen locally
 
     def connect(self, port: int) -> Any:
-        raise NotImplementedError("this test network carries no traffic")
+        return ("connected", self.ip, port)
 
 
 class _Network:
@@ -296,6 +297,10 @@ def test_network_deploy_args_reach_the_providers_deploy(
         cluster = golem.run_service(Echo, payload=PAYLOAD, num_instances=2, network=network)
         assert cluster.wait_for(ServiceState.RUNNING, timeout=WAIT)
         nodes = {i.provider_id: i.network_node for i in cluster.instances}
+        first = cluster.instances[0]
+        with first.forward(80) as local_port:
+            assert local_port == 10080
+        assert first.connect(22) == ("connected", first.network_node.ip, 22)  # type: ignore
     assert nodes == network.nodes and len(nodes) == 2
     deployed = sorted(d["net"][0]["nodeIp"] for d in units.deploys())
     assert deployed == ["10.0.0.2", "10.0.0.3"]

@@ -209,6 +209,14 @@ def test_receive_message_returns_the_default_once_stopping() -> None:
     assert instance.service.receive_message(timeout=None, default="none") == "none"
 
 
+def test_forwarding_without_a_network_says_what_to_pass() -> None:
+    instance, _ = make_instance()
+    with pytest.raises(RuntimeError, match="network=golem.create_network"):
+        instance.forward(80)
+    with pytest.raises(RuntimeError, match="no network node"):
+        instance.connect(22)
+
+
 def test_a_service_outside_a_cluster_says_how_to_run_it() -> None:
     with pytest.raises(RuntimeError, match="run_service"):
         Service().new_script()
