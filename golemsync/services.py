@@ -98,7 +98,7 @@ from .errors import (
     ServiceEnded,
     ServiceFailed,
 )
-from .events import Event, JobFinished, JobStarted, ServiceStateChanged
+from .events import AgreementCreated, Event, JobFinished, JobStarted, ServiceStateChanged
 from .execution import BatchRunner
 from .market import Demand, Hire, MarketSettings, Negotiator, Offer, build_demand
 from .payload import Payload
@@ -1021,6 +1021,9 @@ class Cluster:
                 self._offered[instance.name] = hire
                 self._at_work[hire.provider_id] = instance.name
                 self._lock.notify_all()
+        self.emit(AgreementCreated(provider_id=hire.provider_id,
+                                   provider_name=hire.provider_name,
+                                   agreement_id=hire.agreement_id))
         if instance is None:  # nobody waits any more (stopped meanwhile): release it now
             self._release(hire, failed=False, reason="no instance waits for it")
 
