@@ -472,3 +472,71 @@ def test_a_crash_is_noticed_while_the_service_waits(make_devnet: Callable[..., D
                                 "running", "stopping", "terminated"]
     assert "terminated the activity" in str(instance.history[3].reason)
     assert_all_settled(net, golem)
+
+
+def test_stop_while_pending_terminates_without_a_provider(
+        make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=1)
+    one_running = threading.Event()
+
+    def on_event(event: Event) -> None:
+        if isinstance(event, ServiceStateChanged) and event.state == "running":
+            one_running.set()
+
+    with golem_for(net, on_event=on_event) as golem:
+        cluster = golem.run_service(Idle, payload=PAYLOAD, num_instances=2)
+        assert one_running.wait(WAIT)
+        (running,) = [i for i in cluster.instances if i.state is ServiceState.RUNNING]
+        (waiting,) = [i for i in cluster.instances if i is not running]
+        assert waiting.state is ServiceState.PENDING  # the only provider is taken
+        cluster.stop()
+    assert states(waiting) == ["pending", "terminated"]
+    assert waiting.history[-1].reason == "stopped before a provider was hired"
+    assert states(running)[-2:] == ["stopping", "terminated"]
+    assert_all_settled(net, golem)
+
+
+class Faulty(Service):
+    """run() raises the service's own error: a bug in the service, not the provider's fault."""
+
+    def run(self) -> Iterator[Script]:
+        script = self.new_script(timeout=30)
+        script.run("/bin/true")
+        yield script
+        raise LookupError("the service's own bug")
+
+
+def test_the_services_own_error_fails_it_without_respawn(
+        make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=2)
+    with golem_for(net) as golem:
+        cluster = golem.run_service(Faulty, payload=PAYLOAD, respawn=True)
+        (instance,) = cluster.instances
+        with pytest.raises(ServiceFailed, match="the service's own bug"):
+            instance.wait_for(ServiceState.TERMINATED, timeout=WAIT)
+    assert isinstance(instance.error, LookupError)
+    assert states(instance) == ["pending", "starting", "running", "failed"]
+    assert_all_settled(net, golem)
+
+
+class SlowShutdown(Service):
+    def shutdown(self) -> Iterator[Script]:
+        script = self.new_script()
+        script.run("/bin/sh", "-c", "sleep 60")
+        self.send_message("shutting down")
+        yield script
+        self.send_message("never reached: the shutdown is bounded")
+
+
+def test_shutdown_is_bounded_by_shutdown_timeout(make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(providers=2)
+    with golem_for(net) as golem:
+        cluster = golem.run_service(SlowShutdown, payload=PAYLOAD, shutdown_timeout=2)
+        (instance,) = cluster.instances
+        assert instance.wait_for(ServiceState.RUNNING, timeout=WAIT)
+        cluster.stop(timeout=30)
+        assert instance.receive(timeout=WAIT) == "shutting down"
+        with pytest.raises(ServiceEnded):
+            instance.receive(timeout=WAIT)  # the rest of shutdown() never ran
+    assert states(instance)[-2:] == ["stopping", "terminated"]
+    assert_all_settled(net, golem)
