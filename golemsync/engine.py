@@ -245,8 +245,10 @@ class Golem:
             executors = list(self._executors)
             clusters = list(self._clusters)
         try:
+            for cluster in clusters:  # every shutdown() at once, while the session still pays
+                cluster.request_stop()
             for cluster in clusters:
-                cluster.stop()  # shutdown() first, while the session still pays
+                cluster.stop()
             for executor in executors:
                 executor.shutdown(wait=False, cancel_futures=True)
             for job in jobs:

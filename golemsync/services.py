@@ -657,6 +657,7 @@ class Cluster:
         self._market_error: Optional[BaseException] = None
         self._stopping = False
         self._ended = False  # every instance reached a final state; the market thread ends
+        self._reported = False  # JobFinished was emitted (once, by the first stop())
         self._started = False
         self._negotiator: Optional[Negotiator] = None
         self._market_thread: Optional[threading.Thread] = None
@@ -721,17 +722,9 @@ class Cluster:
         Blocks until done, at most about ``timeout`` s: ``shutdown()`` generators get what is
         left of it minus a margin, and scripts still running after it are abandoned. Idempotent.
         """
+        self.request_stop()
         with self._lock:
-            first = not self._stopping
-            self._stopping = True
             instances = list(self._instances)
-            self._lock.notify_all()
-        for instance in instances:
-            instance.stop()
-        self._market_stop.set()
-        negotiator = self._negotiator
-        if negotiator is not None:
-            negotiator.interrupt()
         deadline = time.monotonic() + timeout
         self._join([i._thread for i in instances], deadline - min(5.0, timeout / 4))
         for instance in instances:  # out of time: abandon every script still in flight
@@ -746,10 +739,29 @@ class Cluster:
             logger.error("cluster %s: threads still running after %ss: %s", self.id, timeout,
                          alive)
         self._parts.claims.release_all(self.id)
+        with self._lock:
+            first, self._reported = not self._reported, True
         if first and self._started:
             failed = [i.name for i in instances if i.state is ServiceState.FAILED]
             self.emit(JobFinished(error=f"failed instances: {', '.join(failed)}"
                                   if failed else None))
+
+    def request_stop(self) -> bool:
+        """Ask every instance to stop and the market to end; returns at once (True the first
+        time). :meth:`stop` calls it, then waits; call it first to stop several clusters at
+        once."""
+        with self._lock:
+            first = not self._stopping
+            self._stopping = True
+            instances = list(self._instances)
+            self._lock.notify_all()
+        for instance in instances:
+            instance.stop()
+        self._market_stop.set()
+        negotiator = self._negotiator
+        if negotiator is not None:
+            negotiator.interrupt()
+        return first
 
     # -- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:

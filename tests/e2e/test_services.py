@@ -540,3 +540,20 @@ def test_shutdown_is_bounded_by_shutdown_timeout(make_devnet: Callable[..., Devn
             instance.receive(timeout=WAIT)  # the rest of shutdown() never ran
     assert states(instance)[-2:] == ["stopping", "terminated"]
     assert_all_settled(net, golem)
+
+
+def test_leaving_golem_stops_every_cluster(make_devnet: Callable[..., Devnet]) -> None:
+    from golemsync.events import JobFinished, JobStarted
+
+    net = make_devnet(providers=3)
+    events: list[Event] = []
+    with golem_for(net, on_event=events.append) as golem:
+        clusters = [golem.run_service(Idle, payload=PAYLOAD) for _ in range(2)]
+        for cluster in clusters:
+            assert cluster.wait_for(ServiceState.RUNNING, timeout=WAIT)
+    assert all(c.state == {"terminated": 1} for c in clusters)
+    ids = sorted(c.id for c in clusters)
+    assert sorted(e.job_id for e in events if isinstance(e, JobStarted)) == ids
+    finished = [e for e in events if isinstance(e, JobFinished)]
+    assert sorted(e.job_id for e in finished) == ids and all(e.error is None for e in finished)
+    assert_all_settled(net, golem)
