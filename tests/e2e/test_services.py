@@ -25,7 +25,13 @@ from golemsync import (
 )
 from golemsync.devnet import Devnet, DevnetConfig
 from golemsync.devnet.node import default_exeunit_factory
-from golemsync.events import AgreementTerminated, Event, ServiceStateChanged
+from golemsync.events import (
+    AgreementTerminated,
+    Event,
+    JobFinished,
+    JobStarted,
+    ServiceStateChanged,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -543,8 +549,6 @@ def test_shutdown_is_bounded_by_shutdown_timeout(make_devnet: Callable[..., Devn
 
 
 def test_leaving_golem_stops_every_cluster(make_devnet: Callable[..., Devnet]) -> None:
-    from golemsync.events import JobFinished, JobStarted
-
     net = make_devnet(providers=3)
     events: list[Event] = []
     with golem_for(net, on_event=events.append) as golem:
