@@ -828,7 +828,9 @@ class Cluster:
             try:
                 while instance.name not in self._offered:
                     left = deadline - time.monotonic()
-                    if self._stopping or instance._stop_requested.is_set() or left <= 0 \
+                    # the instance's own flag, not _stopping: stop() sets it after _stopping,
+                    # and a wake in between must not read as "no provider came"
+                    if instance._stop_requested.is_set() or left <= 0 \
                             or self._market_error is not None:
                         return None
                     self._lock.wait(min(left, 1.0))
