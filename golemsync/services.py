@@ -365,6 +365,7 @@ class ServiceInstance:
         self._error: Optional[BaseException] = None
         self._ctx: Optional[WorkContext] = None  # only the instance thread touches it
         self._runner: Optional[BatchRunner] = None  # the runner of the current phase
+        self._until: Optional[float] = None  # the deadline of the current phase (shutdown)
         self._liveness_interval = liveness_interval
         self._checked_at = time.monotonic()  # the last liveness check (instance thread only)
         self._stop_requested = threading.Event()
@@ -561,14 +562,17 @@ class ServiceInstance:
 
     # -- driving the generators --------------------------------------------------------------------
     def _execute(self, script: Script) -> Optional[BaseException]:
+        """Run ``script`` on the current phase's runner, within its timeout and the phase's
+        deadline (``_until``, set for shutdown()); the first command error, or None."""
         runner = self._runner
         assert runner is not None
-        deadline = None if script.timeout is None else time.monotonic() + script.timeout
-        return runner.execute(script, deadline)
+        limits = [t for t in (self._until, None if script.timeout is None
+                              else time.monotonic() + script.timeout) if t is not None]
+        return runner.execute(script, min(limits) if limits else None)
 
-    def _drive(self, generator: Any, phase: str, until: Optional[float] = None) -> bool:
+    def _drive(self, generator: Any, phase: str) -> bool:
         """Run every script ``generator`` yields; False when it was closed early by a stop
-        (``phase`` names it in errors; ``until`` bounds the shutdown)."""
+        (``phase`` names it in errors)."""
         if not inspect.isgenerator(generator):
             if generator is None or isinstance(generator, Iterator):
                 generator = iter(()) if generator is None else generator
@@ -584,7 +588,7 @@ class ServiceInstance:
                     return True
                 if phase != "shutdown" and self._stop_requested.is_set():
                     return False
-                error = self._run_yielded(script, phase, until)
+                error = self._run_yielded(script, phase)
         finally:
             generator.close()
 
@@ -592,13 +596,12 @@ class ServiceInstance:
         for script in scripts:
             if phase != "shutdown" and self._stop_requested.is_set():
                 return False
-            error = self._run_yielded(script, phase, None)
+            error = self._run_yielded(script, phase)
             if error is not None:
                 raise error
         return True
 
-    def _run_yielded(self, script: Any, phase: str,
-                     until: Optional[float]) -> Optional[BaseException]:
+    def _run_yielded(self, script: Any, phase: str) -> Optional[BaseException]:
         if not isinstance(script, Script):
             raise TypeError(f"{type(self.service).__name__}.{phase}() yielded {script!r}; "
                             "yield scripts made with self.new_script()")
@@ -606,13 +609,6 @@ class ServiceInstance:
             raise ValueError(f"{phase}() yielded a script of another provider's context")
         if phase != "shutdown":
             self.cluster._check_budget(self)
-        if until is not None:
-            script_deadline = None if script.timeout is None else \
-                time.monotonic() + script.timeout
-            runner = self._runner
-            assert runner is not None
-            deadline = until if script_deadline is None else min(until, script_deadline)
-            return runner.execute(script, deadline)
         return self._execute(script)
 
 
@@ -944,12 +940,14 @@ class Cluster:
         """Drive shutdown() on a runner of its own (the start/run one may be interrupted)."""
         assert instance._ctx is not None
         instance._runner = self._runner(hire, instance._ctx.activity_id, instance._kill)
-        until = time.monotonic() + self._settings.shutdown_timeout
+        instance._until = time.monotonic() + self._settings.shutdown_timeout
         try:
-            instance._drive(instance.service.shutdown(), "shutdown", until)
+            instance._drive(instance.service.shutdown(), "shutdown")
         except GolemError as exc:
             logger.warning("shutdown() of %s on %s failed: %s", instance.name,
                            hire.provider_name, exc)
+        finally:
+            instance._until = None
 
     def _fault(self, instance: ServiceInstance, exc: BaseException) -> _Outcome:
         if instance._stop_requested.is_set():
