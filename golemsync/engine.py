@@ -508,14 +508,18 @@ class Golem:
         with self._lock:
             if self._state != "running":
                 raise RuntimeError("use run_service inside `with Golem(...) as golem:`")
-            cluster = Cluster(self._job_parts(), service_class, payload, params=params,
-                              network=network,
-                              settings=ClusterSettings(respawn=bool(respawn),
-                                                       offer_timeout=offer_timeout,
-                                                       shutdown_timeout=shutdown_timeout,
-                                                       max_messages=max_messages,
-                                                       lifetime=lifetime,
-                                                       liveness_interval=liveness_interval))
+            parts = self._job_parts()
+        # built outside the lock: it calls the service class's __init__ (user code)
+        cluster = Cluster(parts, service_class, payload, params=params, network=network,
+                          settings=ClusterSettings(respawn=bool(respawn),
+                                                   offer_timeout=offer_timeout,
+                                                   shutdown_timeout=shutdown_timeout,
+                                                   max_messages=max_messages,
+                                                   lifetime=lifetime,
+                                                   liveness_interval=liveness_interval))
+        with self._lock:
+            if self._state != "running":
+                raise RuntimeError("this Golem closed while the service was being set up")
             self._clusters.append(cluster)
         cluster.start()
         return cluster

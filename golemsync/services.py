@@ -515,7 +515,8 @@ class ServiceInstance:
 
     # -- the thread ----------------------------------------------------------------------------
     def _start_thread(self) -> None:
-        self._thread.start()
+        if self._thread.ident is None:  # called with the cluster's lock held: once
+            self._thread.start()
 
     def _body(self) -> None:
         try:
@@ -702,15 +703,7 @@ class Cluster:
                         ) -> list[ServiceInstance]:
         """Add ``count`` instances (or one per ``instance_params`` dict); returns them."""
         params = list(instance_params) if instance_params is not None else [{}] * count
-        with self._lock:
-            if self._stopping or self._ended:
-                why = "stopping" if self._stopping else "over"
-                raise RuntimeError(f"cluster {self.id} is {why}; it takes no new instances "
-                                   "(run a new one)")
-        added = [self._add(kwargs) for kwargs in params]
-        for instance in added:
-            instance._start_thread()
-        return added
+        return [self._add(kwargs) for kwargs in params]
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop every instance, shut them down, release their providers; join every thread.
@@ -779,8 +772,9 @@ class Cluster:
                                                name=f"golemsync-market-{self.id}")
         self.emit(JobStarted(max_workers=len(self.instances)))
         self._market_thread.start()
-        for instance in self.instances:
-            instance._start_thread()
+        with self._lock:
+            for instance in self._instances:
+                instance._start_thread()
 
     def _demand(self) -> Demand:
         decorations = self._parts.decorations
@@ -795,11 +789,17 @@ class Cluster:
         except TypeError as exc:
             raise ConfigurationError(f"{self.service_class.__name__}(**{dict(kwargs)!r}) "
                                      f"failed: {exc}; check instance_params") from exc
-        with self._lock:
+        with self._lock:  # checked, added and started at once: a stop sees it or refuses it
+            if self._stopping or self._ended:
+                why = "stopping" if self._stopping else "over"
+                raise RuntimeError(f"cluster {self.id} is {why}; it takes no new instances "
+                                   "(run a new one)")
             instance = ServiceInstance(self, next(self._numbers), service,
                                        self._settings.max_messages,
                                        self._settings.liveness_interval)
             self._instances.append(instance)
+            if self._started:
+                instance._start_thread()
         return instance
 
     def emit(self, event: Event) -> None:
