@@ -714,14 +714,15 @@ class Cluster:
         self.request_stop()
         with self._lock:
             instances = list(self._instances)
+            market = self._market_thread
         deadline = time.monotonic() + timeout
         self._join([i._thread for i in instances], deadline - min(5.0, timeout / 4))
         for instance in instances:  # out of time: abandon every script still in flight
             instance._interrupt.set()
             instance._kill.set()
         threads = [i._thread for i in instances]
-        if self._market_thread is not None:
-            threads.append(self._market_thread)
+        if market is not None:
+            threads.append(market)
         self._join(threads, deadline)
         alive = [t.name for t in threads if t.is_alive()]
         if alive:
@@ -754,13 +755,10 @@ class Cluster:
 
     # -- wiring ----------------------------------------------------------------------------------
     def start(self) -> None:
-        with self._lock:
-            if self._started:
-                return
-            self._started = True
+        """Start the market thread and every instance's thread (once; not after a stop)."""
         parts = self._parts
         settings = parts.settings
-        self._negotiator = Negotiator(
+        negotiator = Negotiator(
             parts.client.market, self._demand(), self, strategy=parts.strategy,
             platform=parts.config.payment_platform, stop=self._market_stop,
             settings=MarketSettings(settings.poll_timeout, settings.approval_timeout,
@@ -768,11 +766,15 @@ class Cluster:
                                     self._settings.lifetime),
             requirements=self._payload.requirements, emit=self.emit,
             probe_constraints=_probe_constraints(parts))
-        self._market_thread = threading.Thread(target=self._negotiator.run,
-                                               name=f"golemsync-market-{self.id}")
-        self.emit(JobStarted(max_workers=len(self.instances)))
-        self._market_thread.start()
-        with self._lock:
+        with self._lock:  # started under the lock: a stop() joins what it sees, all of it
+            if self._started or self._stopping:
+                return
+            self._started = True
+            self._negotiator = negotiator
+            self.emit(JobStarted(max_workers=len(self._instances)))  # a queue put, no callback
+            self._market_thread = threading.Thread(target=negotiator.run,
+                                                   name=f"golemsync-market-{self.id}")
+            self._market_thread.start()
             for instance in self._instances:
                 instance._start_thread()
 
