@@ -744,11 +744,11 @@ class Cluster:
             first = not self._stopping
             self._stopping = True
             instances = list(self._instances)
+            negotiator = self._negotiator
             self._lock.notify_all()
         for instance in instances:
             instance.stop()
         self._market_stop.set()
-        negotiator = self._negotiator
         if negotiator is not None:
             negotiator.interrupt()
         return first
@@ -988,9 +988,9 @@ class Cluster:
     def _instance_ended(self, instance: ServiceInstance) -> None:
         with self._lock:
             done = self._ended = all(i.state.final for i in self._instances)
+            negotiator = self._negotiator
         if done:
             self._market_stop.set()  # nothing left to hire for: the market thread ends
-            negotiator = self._negotiator
             if negotiator is not None:
                 negotiator.interrupt()
 
