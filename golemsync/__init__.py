@@ -44,6 +44,8 @@ if TYPE_CHECKING:
         RepeatedFailure,
         RequestTimeout,
         ServerError,
+        ServiceEnded,
+        ServiceFailed,
         StorageError,
         TaskFailed,
         TransportError,
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
     from .market import LeastExpensive, LinearPricing, Offer, Strategy
     from .payload import Payload, Requirement, vm
     from .script import CommandResult, Script
+    from .services import Cluster, Service, ServiceInstance, ServiceState
     from .settings import Settings
     from .summary import Summary
     from .tasks import Task, TaskStatus
@@ -67,6 +70,7 @@ _PUBLIC: dict[str, str] = {
     "BudgetExceeded": ".errors",
     "CommandFailed": ".errors",
     "CommandResult": ".script",
+    "Cluster": ".services",
     "Config": ".config",
     "ConfigurationError": ".errors",
     "Conflict": ".errors",
@@ -97,6 +101,11 @@ _PUBLIC: dict[str, str] = {
     "Requirement": ".payload",
     "Script": ".script",
     "ServerError": ".errors",
+    "Service": ".services",
+    "ServiceEnded": ".errors",
+    "ServiceFailed": ".errors",
+    "ServiceInstance": ".services",
+    "ServiceState": ".services",
     "Settings": ".settings",
     "StorageError": ".errors",
     "Strategy": ".market",
@@ -136,6 +145,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequest",
     "BudgetExceeded",
+    "Cluster",
     "CommandFailed",
     "CommandResult",
     "Config",
@@ -168,6 +178,11 @@ __all__ = [
     "Requirement",
     "Script",
     "ServerError",
+    "Service",
+    "ServiceEnded",
+    "ServiceFailed",
+    "ServiceInstance",
+    "ServiceState",
     "Settings",
     "StorageError",
     "Strategy",

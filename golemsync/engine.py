@@ -29,9 +29,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Collection, Iterable, Iterator, Sized
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence, Sized
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
@@ -83,6 +83,7 @@ from .tasks import DRAINED, Attempt, Task, TaskQueue, TaskStatus
 
 if TYPE_CHECKING:
     from .estimate import Estimate
+    from .services import Cluster, NetworkLike, Service
     from .storage.base import StorageProvider
     from .vpn import Network
 
@@ -141,10 +142,12 @@ class Golem:
         self._events = EventBus()
         self._on_event = on_event
         self._summary = Summary()
-        self._lock = threading.Lock()  # guards _state, _jobs, _executors, _busy, _storage
+        self._lock = threading.Lock()  # guards _state, _jobs, _executors, _clusters, _busy,
+        # _storage
         self._state = "new"
         self._jobs: set[Job] = set()
         self._executors: list[GolemExecutor] = []
+        self._clusters: list[Cluster] = []  # service clusters (golemsync.services)
         self._busy: dict[str, str] = {}  # provider id -> job id, across this session's jobs
         self._storage: Optional[StorageProvider] = None
         self._client_stop = threading.Event()
@@ -242,7 +245,12 @@ class Golem:
             self._state = "closing"
             jobs = list(self._jobs)
             executors = list(self._executors)
+            clusters = list(self._clusters)
         try:
+            for cluster in clusters:  # every shutdown() at once, while the session still pays
+                cluster.request_stop()
+            for cluster in clusters:
+                cluster.stop()
             for executor in executors:
                 executor.shutdown(wait=False, cancel_futures=True)
             for job in jobs:
@@ -484,6 +492,62 @@ class Golem:
             self._executors.append(executor)
         return executor
 
+    def run_service(
+        self,
+        service_class: type[Service],
+        *,
+        payload: Payload,
+        num_instances: Optional[int] = None,
+        instance_params: Optional[Sequence[Mapping[str, Any]]] = None,
+        network: Optional[NetworkLike] = None,
+        respawn: bool = False,
+        expiration: Union[datetime, timedelta, float, None] = None,
+        offer_timeout: float = 60.0,
+        shutdown_timeout: float = 30.0,
+        max_messages: int = 100,
+        liveness_interval: float = 10.0,
+    ) -> Cluster:
+        """Run ``num_instances`` instances of ``service_class`` (a
+        :class:`~golemsync.services.Service` subclass) on providers; returns the
+        :class:`~golemsync.services.Cluster` at once (see :mod:`golemsync.services`).
+
+        ``instance_params`` gives each instance's ``__init__`` keyword arguments (its length is
+        the number of instances unless ``num_instances`` is given; default 1 instance).
+        ``network`` (a VPN) gives every instance a node whose deploy arguments join the
+        deploy. ``respawn`` restarts an instance whose provider failed on another provider.
+        ``expiration`` (a datetime, a timedelta or seconds; default one hour) bounds the
+        agreements. An instance that gets no provider within ``offer_timeout`` s fails
+        (:class:`NoOffersError`); ``shutdown()`` may take ``shutdown_timeout`` s;
+        ``max_messages`` bounds each instance's two message queues; while a service waits
+        (for a message or the stop) its activity is checked every ``liveness_interval`` s, so a
+        dead provider is noticed even when no script runs. The cluster stops when
+        :meth:`~golemsync.services.Cluster.stop` is called, or this ``Golem`` is left.
+        """
+        from .services import Cluster, ClusterSettings, lifetime_of
+
+        params = _instance_params(service_class, payload, num_instances, instance_params,
+                                  offer_timeout, shutdown_timeout, liveness_interval,
+                                  max_messages)
+        lifetime = lifetime_of(expiration, self.settings.agreement_lifetime)
+        with self._lock:
+            if self._state != "running":
+                raise RuntimeError("use run_service inside `with Golem(...) as golem:`")
+            parts = self._job_parts()
+        # built outside the lock: it calls the service class's __init__ (user code)
+        cluster = Cluster(parts, service_class, payload, params=params, network=network,
+                          settings=ClusterSettings(respawn=bool(respawn),
+                                                   offer_timeout=offer_timeout,
+                                                   shutdown_timeout=shutdown_timeout,
+                                                   max_messages=max_messages,
+                                                   lifetime=lifetime,
+                                                   liveness_interval=liveness_interval))
+        with self._lock:
+            if self._state != "running":
+                raise RuntimeError("this Golem closed while the service was being set up")
+            self._clusters.append(cluster)
+        cluster.start()
+        return cluster
+
     def summary(self) -> Summary:
         """Per-provider and total figures of everything run so far; ``print()`` it."""
         return self._summary
@@ -536,6 +600,39 @@ def _check_job_arguments(worker: Any, payload: Any, max_workers: Any, timeout: A
         if value is not None and not (isinstance(value, (int, float)) and value > 0):
             raise ConfigurationError(f"{name} must be a positive number of seconds (got "
                                      f"{value!r})")
+
+
+def _instance_params(service_class: Any, payload: Any, num_instances: Optional[int],
+                     instance_params: Optional[Sequence[Mapping[str, Any]]],
+                     offer_timeout: Any, shutdown_timeout: Any, liveness_interval: Any,
+                     max_messages: Any) -> list[Mapping[str, Any]]:
+    """Check ``run_service``'s arguments (naming the bad one); each instance's kwargs."""
+    from .services import Service
+
+    if not (isinstance(service_class, type) and issubclass(service_class, Service)):
+        raise ConfigurationError(f"run_service needs a Service subclass, got {service_class!r}")
+    if not isinstance(payload, Payload):
+        raise ConfigurationError(f"payload must be a Payload (e.g. vm.repo(...)), got "
+                                 f"{type(payload).__name__}")
+    params = [dict(p) for p in instance_params] if instance_params is not None else None
+    if num_instances is not None and (not isinstance(num_instances, int) or num_instances < 1):
+        raise ConfigurationError(f"num_instances must be a whole number, at least 1 (got "
+                                 f"{num_instances!r})")
+    if params is not None and not params:
+        raise ConfigurationError("instance_params is empty: give one dict per instance")
+    count = num_instances if num_instances is not None else len(params) if params else 1
+    if params is not None and len(params) < count:
+        raise ConfigurationError(f"instance_params has {len(params)} dicts for {count} "
+                                 "instances; give one per instance")
+    for name, value in (("offer_timeout", offer_timeout), ("shutdown_timeout", shutdown_timeout),
+                        ("liveness_interval", liveness_interval)):
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise ConfigurationError(f"{name} must be a positive number of seconds (got "
+                                     f"{value!r})")
+    if not isinstance(max_messages, int) or max_messages < 1:
+        raise ConfigurationError(f"max_messages must be a whole number, at least 1 (got "
+                                 f"{max_messages!r})")
+    return list(params[:count]) if params is not None else [{} for _ in range(count)]
 
 
 def _attach_unfinished(error: BaseException, unfinished: list[Task[Any]]) -> None:
@@ -598,6 +695,23 @@ class JobLimits:
     task_timeout: Optional[float]
     max_retries: int
     offer_timeout: float
+
+
+def end_agreement(parts: JobParts, hire: Hire, *, failed: bool, reason: Optional[str],
+                  emit: Callable[[Event], None], journal: Optional[Journal] = None) -> None:
+    """Terminate ``hire``'s agreement, let the ledger expect its invoice and say so; best
+    effort, never raises. Shared by task jobs and service clusters."""
+    wire_reason = {"message": "Work finished" if not failed else "Provider failed",
+                   "golem.requestor.code": "Success" if not failed else "Cancelled"}
+    try:
+        parts.client.market.terminate_agreement(hire.agreement_id, wire_reason)
+    except GolemError as exc:
+        logger.info("terminate agreement with %s: %s", hire.provider_name, exc)
+    if journal is not None:
+        journal.agreement_state(hire.agreement_id, "terminated")
+    parts.payments.ended(hire.agreement_id)
+    emit(AgreementTerminated(provider_id=hire.provider_id, provider_name=hire.provider_name,
+                             agreement_id=hire.agreement_id, failed=failed, reason=reason))
 
 
 class Job:
@@ -785,20 +899,8 @@ class Job:
 
     def _terminate(self, hire: Hire, end: SessionEnd) -> None:
         """Terminate the agreement; best effort, never raises."""
-        failed = end.provider_failed
-        reason = {"message": "Work finished" if not failed else "Provider failed",
-                  "golem.requestor.code": "Success" if not failed else "Cancelled"}
-        try:
-            self._parts.client.market.terminate_agreement(hire.agreement_id, reason)
-        except GolemError as exc:
-            logger.info("terminate agreement with %s: %s", hire.provider_name, exc)
-        if self.journal is not None:
-            self.journal.agreement_state(hire.agreement_id, "terminated")
-        self._parts.payments.ended(hire.agreement_id)
-        self.emit(AgreementTerminated(provider_id=hire.provider_id,
-                                      provider_name=hire.provider_name,
-                                      agreement_id=hire.agreement_id, failed=failed,
-                                      reason=end.reason))
+        end_agreement(self._parts, hire, failed=end.provider_failed, reason=end.reason,
+                      emit=self.emit, journal=self.journal)
 
     # -- the caller's iterator ---------------------------------------------------------------------
     def results(self) -> Iterator[Task[Any]]:

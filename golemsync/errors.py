@@ -29,7 +29,9 @@ Every error golemsync raises on purpose derives from :class:`GolemError`::
         ├── RepeatedFailure                  a task failed the same way on two providers
         ├── ProviderUnreliable               a provider failed several tasks in a row
         ├── CommandFailed                    one ExeScript command failed on the provider
-        └── ActivityTerminated               the provider's activity ended under us
+        ├── ActivityTerminated               the provider's activity ended under us
+        └── ServiceEnded                     a service instance ended: no more messages
+            └── ServiceFailed                a service instance failed (``instance.error``)
 
 An error that ends a job early (raised by the ``execute_tasks`` iterator) carries
 ``unfinished``: every task read from the caller's iterable that was not yielded, so that
@@ -241,3 +243,12 @@ class ActivityTerminated(JobError):
     def __init__(self, message: str, *, provider: str = "") -> None:
         super().__init__(message)
         self.provider = provider
+
+
+class ServiceEnded(JobError):
+    """A service instance has ended: nothing more can be sent to it or received from it."""
+
+
+class ServiceFailed(ServiceEnded):
+    """A service instance failed (its provider failed and no respawn was asked or possible,
+    or the service's own code raised); the cause is chained and in ``instance.error``."""

@@ -25,6 +25,8 @@ Events (all carry ``at``, a ``time.monotonic()`` instant):
 ``InvoiceUnpaid``           a fitting invoice was left unpaid: the budget (``amount``)
 ``ProviderOvercharged``     a provider asked more than it may (``document``, ``reason``)
 ``JobFinished``             a job ended (``error`` when it raised)
+``ServiceStateChanged``     a service instance changed state (``instance``, ``state``,
+                            ``previous``, ``reason``)
 ==========================  ==============================================================
 """
 
@@ -171,6 +173,18 @@ class ProviderOvercharged(PaymentEvent):
     document: str = ""
     document_id: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceStateChanged(ProviderEvent):
+    """A service instance (``instance``, its name) went from ``previous`` to ``state`` (the
+    :class:`~golemsync.services.ServiceState` values, e.g. ``"running"``); ``job_id`` is its
+    cluster's id, ``provider_*`` the provider it is on (empty while pending)."""
+
+    instance: str = ""
+    state: str = ""
+    previous: str = ""
+    reason: Optional[str] = None
 
 
 Callback = Callable[[Event], None]

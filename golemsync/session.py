@@ -206,6 +206,50 @@ class TaskFeed:
         return True
 
 
+def create_activity(api: ActivityApi, hire: Hire, ledger: Ledger, *, timeout: float) -> str:
+    """Create an activity on ``hire``'s agreement and tell the ledger; its id.
+
+    Shared by task sessions and service instances (:mod:`golemsync.services`)."""
+    requested_at = time.monotonic()  # the ledger bounds usage by what we observed
+    activity_id = api.create_activity(hire.agreement_id, timeout=timeout)
+    ledger.activity_started(hire.agreement_id, activity_id, requested_at)
+    return activity_id
+
+
+def deploy_and_start(ctx: WorkContext, emit: Callable[[Event], None],
+                     deploy_args: Optional[dict[str, Any]] = None) -> None:
+    """Deploy (with ``deploy_args``) and start the activity of ``ctx``; blocks until done.
+
+    A refused deploy or start is the provider's failure: :class:`ActivityTerminated`."""
+    boot = ctx.new_script()
+    boot.deploy(**(deploy_args or {}))
+    boot.start()
+    try:
+        ctx.run(boot)
+    except CommandFailed as exc:  # the provider could not start what it offered
+        raise ActivityTerminated(f"deploy/start failed on {ctx.provider_name}: {exc}",
+                                 provider=ctx.provider_name) from exc
+    emit(ActivityStarted(provider_id=ctx.provider_id, provider_name=ctx.provider_name,
+                         activity_id=ctx.activity_id))
+
+
+def destroy_activity(api: ActivityApi, hire: Hire, ledger: Ledger, activity_id: str, *,
+                     read_usage: bool) -> None:
+    """Destroy ``activity_id``; never raises. With ``read_usage`` (no command running) its
+    usage is read first: the ledger bounds the invoice by it."""
+    final_usage = None
+    try:  # the usage at the end bounds what the invoice may ask for this activity
+        if read_usage:
+            final_usage = api.get_usage(activity_id).current_usage
+    except GolemError as exc:
+        logger.info("usage of the activity on %s: %s", hire.provider_name, exc)
+    try:
+        api.destroy_activity(activity_id)
+    except GolemError as exc:
+        logger.info("destroy activity on %s: %s", hire.provider_name, exc)
+    ledger.activity_ended(hire.agreement_id, activity_id, final_usage)
+
+
 class ProviderSession:
     """Everything one hired provider does for a job; :meth:`run` is the thread body."""
 
@@ -264,12 +308,10 @@ class ProviderSession:
     # -- the activity ----------------------------------------------------------------------------
     def _open_activity(self) -> WorkContext:
         hire = self.hire
-        requested_at = time.monotonic()  # the ledger bounds usage by what we observed
-        activity_id = self._activity.create_activity(
-            hire.agreement_id, timeout=self._settings.activity_timeout)
+        activity_id = create_activity(self._activity, hire, self._ledger,
+                                      timeout=self._settings.activity_timeout)
         with self._activity_lock:
             self.activity_id = activity_id
-        self._ledger.activity_started(hire.agreement_id, activity_id, requested_at)
         if self._stop.is_set():  # stopped while the activity was being created
             raise ActivityTerminated("the job is stopping", provider=hire.provider_name)
         runner = BatchRunner(self._activity, activity_id, provider_id=hire.provider_id,
@@ -281,16 +323,7 @@ class ProviderSession:
             hire.provider_id, hire.provider_name, hire.agreement_id, activity_id,
             _execute=self._execute, _storage=self._storage,
         )
-        boot = ctx.new_script()
-        boot.deploy()
-        boot.start()
-        try:
-            ctx.run(boot)
-        except CommandFailed as exc:  # the provider could not start what it offered
-            raise ActivityTerminated(f"deploy/start failed on {hire.provider_name}: {exc}",
-                                     provider=hire.provider_name) from exc
-        self._emit(ActivityStarted(provider_id=hire.provider_id, provider_name=hire.provider_name,
-                                   activity_id=activity_id))
+        deploy_and_start(ctx, self._emit)
         return ctx
 
     def interrupt(self) -> None:
@@ -305,17 +338,8 @@ class ProviderSession:
             activity_id, self.activity_id = self.activity_id, None
         if activity_id is None:
             return
-        final_usage = None
-        try:  # the usage at the end bounds what the invoice may ask for this activity
-            if idle and not self._stop.is_set():
-                final_usage = self._activity.get_usage(activity_id).current_usage
-        except GolemError as exc:
-            logger.info("usage of the activity on %s: %s", self.hire.provider_name, exc)
-        try:
-            self._activity.destroy_activity(activity_id)
-        except GolemError as exc:
-            logger.info("destroy activity on %s: %s", self.hire.provider_name, exc)
-        self._ledger.activity_ended(self.hire.agreement_id, activity_id, final_usage)
+        destroy_activity(self._activity, self.hire, self._ledger, activity_id,
+                         read_usage=idle and not self._stop.is_set())
 
     # -- the worker generator ------------------------------------------------------------------
     def _serve(self) -> None:

@@ -37,3 +37,14 @@ def test_wordcount_ships_files_and_combines_counts() -> None:
     assert result.returncode == 0, result.stderr
     assert "counting words in 6 chunks" in result.stdout
     assert "self" in result.stdout and "cost:" in result.stdout
+
+
+def test_kv_service_answers_requests_and_shuts_down() -> None:
+    result = run_example("kv_service.py")
+    assert result.returncode == 0, result.stderr
+    assert "key-value service running on provider" in result.stdout
+    assert "get greeting                 -> hello from a provider" in result.stdout
+    assert "keys                         -> answer greeting" in result.stdout
+    assert "shutdown: the store held 2 keys" in result.stdout
+    assert "pending -> starting -> running -> stopping -> terminated" in result.stdout
+    assert "cost:" in result.stdout
