@@ -24,6 +24,7 @@ from golemsync.devnet.providers import SimulatedProvider
 PREFIX = "/market-api/v1"
 FINAL = ("Cancelled", "Rejected", "Expired", "Terminated")
 EPOCH_2016 = timestamps.parse("2016-01-01T00:00:00Z")
+UNSIGNED = ""  # the daemon 0.17.6 sends an empty signature on termination (not "NotSigned")
 
 
 @dataclass
@@ -237,14 +238,15 @@ class Agreements:
         agreement.state = "Terminated"
         agreement.termination = {"eventDate": timestamps.to_wire(timestamps.now()),
                                  "agreementId": agreement.agreement_id,
-                                 "terminator": terminator, "signature": "NotSigned",
+                                 "eventType": "AgreementTerminatedEvent",
+                                 "terminator": terminator, "signature": UNSIGNED,
                                  "reason": reason}
         self._cond.notify_all()
 
     def _after_termination(self, agreement: Agreement) -> None:
         assert agreement.termination is not None
         self._event(agreement, "AgreementTerminatedEvent",
-                    terminator=agreement.termination["terminator"], signature="NotSigned",
+                    terminator=agreement.termination["terminator"], signature=UNSIGNED,
                     reason=agreement.termination["reason"])
         self.agent.submit(lambda: self.on_terminated(agreement))
 
