@@ -7,13 +7,16 @@ daemon's shape (32 hex, ``-``, 64 hex) is a path error: 400 with a JSON body sen
 ``text/plain``, as the daemon 0.17.6 does.
 
 A **market scan** (``POST /scan`` ``{"type": "offer", "constraints"?, "timeout"?}`` → 201 and
-its id; ``GET /scan/{id}/events`` → the offers not yet returned, as ``Offer`` objects;
+its id; ``GET /scan/{id}/events`` → the offers not yet returned, as ``Offer`` objects, or
+with ``Accept: text/event-stream`` (as golem-js reads a scan) a stream of ``event: offer``
+frames kept open with ``:ping`` comments;
 ``DELETE /scan/{id}/events`` or ``/scan/{id}``) lists every offer on the market whose
 properties meet the constraints, whatever the providers' own constraints, each once per scan.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import threading
@@ -21,13 +24,14 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from golemsync import timestamps
 from golemsync.devnet.config import DevnetConfig
 from golemsync.devnet.constraints import matches
 from golemsync.devnet.http import HttpError, Request, Response, Router, empty, json_response
 from golemsync.devnet.providers import SimulatedProvider
+from golemsync.devnet.sse import EVENT_STREAM
 
 PREFIX = "/market-api/v1"
 CHOSEN_PLATFORM = "golem.com.payment.chosen-platform"
@@ -106,6 +110,7 @@ def _parse_demand(request: Request) -> tuple[dict[str, Any], str]:
 
 _SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}-[0-9a-f]{64}$")
 DEFAULT_SCAN_TIMEOUT = 300.0  # seconds a scan lives without being collected
+_SSE_POLL = 0.25  # how often a quiet scan stream re-checks for its end
 
 
 @dataclass
@@ -190,6 +195,11 @@ class Market:
         return scan
 
     def collect_scan(self, request: Request) -> Response:
+        if EVENT_STREAM in (request.header("Accept") or ""):
+            with self._cond:
+                self._live_scan(request.params["sub"])
+            return Response(200, content_type=EVENT_STREAM,
+                            stream=lambda write: self._stream_scan(request.params["sub"], write))
         limit = request.query_int("maxEvents") or 100
         with self._cond:
             scan = self._live_scan(request.params["sub"])
@@ -197,10 +207,37 @@ class Market:
             page = [scan.pending.popleft() for _ in range(min(limit, len(scan.pending)))]
         return json_response(200, page)
 
+    def _stream_scan(self, scan_id: str, write: Callable[[bytes], None]) -> None:
+        """The scan's offers as the daemon streams them (``event: offer``, one JSON offer per
+        ``data``), then ``:ping`` keep-alives until the client leaves, the scan ends or the
+        devnet stops."""
+        last_write = time.monotonic()
+        try:
+            while True:
+                with self._cond:
+                    scan = self._scans.get(scan_id)
+                    if scan is None or self._closed:
+                        return
+                    scan.expires_at = time.monotonic() + scan.ttl
+                    offers = list(scan.pending)
+                    scan.pending.clear()
+                    if not offers:
+                        self._cond.wait(_SSE_POLL)
+                for offer in offers:
+                    data = json.dumps(offer, separators=(",", ":"))
+                    write(f"event: offer\ndata: {data}\n\n".encode())
+                    last_write = time.monotonic()
+                if time.monotonic() - last_write >= self.config.sse_ping_interval:
+                    write(b":ping\n\n")
+                    last_write = time.monotonic()
+        except OSError:
+            return  # the client closed the stream: the normal way it ends
+
     def end_scan(self, request: Request) -> Response:
         with self._cond:
             self._live_scan(request.params["sub"])
             del self._scans[request.params["sub"]]
+            self._cond.notify_all()  # ends its event streams
         return empty(204)
 
     def list_offers(self, request: Request) -> Response:

@@ -44,7 +44,7 @@ UNKNOWN_PROPOSAL = "R-" + "0" * 64
 FAILED_POLL_WINDOW = 2.0  # seconds a results poll may wait on a failed batch
 
 # Keys whose values are compared, not only their types (enum-like values of the protocol).
-ENUM_KEYS = frozenset({"eventType", "state", "result", "isBatchFinished", "status", "type",
+ENUM_KEYS = frozenset({"eventType", "event", "state", "result", "isBatchFinished", "status", "type",
                        "role", "driver", "network", "token", "send", "receive",
                        "makeDeposit", "paymentPlatform", "platform"})
 # Keys whose objects are open maps (an offer's or a demand's properties): compared as objects,
@@ -81,7 +81,7 @@ INTENDED: dict[str, tuple[frozenset[str], str]] = {
 @dataclass
 class Reply:
     """One recorded reply: status, content kind (``json``, ``problem+json``, ``text``,
-    ``none``), the parsed body, and how long the call took."""
+    ``sse``, ``none``), the parsed body, and how long the call took."""
 
     step: str
     status: int
@@ -130,6 +130,26 @@ class World:
             raise ScenarioError(f"{self.name}: step {step!r} ({method} {path}) answered "
                                 f"{reply.status} {answer.text[:300]!r}, the scenario needs "
                                 f"{need}")
+        return reply
+
+    def first_event(self, step: str, path: str) -> Reply:
+        """Open ``path`` as a server-sent event stream, record its first event as
+        ``{"event": name, "data": JSON}`` (kind ``sse``), and close it."""
+        began = time.monotonic()
+        with self.http.get(self.base + path, headers={"Accept": "text/event-stream"},
+                           stream=True, timeout=20) as answer:
+            mime = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
+            event: dict[str, Any] = {}
+            for line in answer.iter_lines(decode_unicode=True):
+                if line.startswith("event:"):
+                    event["event"] = line[6:].strip()
+                elif line.startswith("data:"):
+                    event["data"] = json.loads(line[5:].strip())
+                elif not line and event:
+                    break
+        kind = "sse" if mime == "text/event-stream" else mime
+        reply = Reply(step, answer.status_code, kind, event, time.monotonic() - began)
+        self.replies[step] = reply
         return reply
 
     def close(self) -> None:
@@ -342,6 +362,11 @@ def _market_misc(world: World, subnet: str) -> None:
     world.call("market.scan.events", "GET", f"{MARKET}/scan/{scan_id}/events",
                params={"timeout": 3, "maxEvents": 10}, need=200, normal=_first)
     world.call("market.scan.end", "DELETE", f"{MARKET}/scan/{scan_id}")
+    streamed = world.call("market.scan.stream", "POST", f"{MARKET}/scan", need=201,
+                          json={"type": "offer", "properties": {},
+                                "constraints": f"(golem.node.debug.subnet={subnet})"})
+    world.first_event("market.scan.stream.first", f"{MARKET}/scan/{streamed.body}/events")
+    world.call("market.scan.stream.end", "DELETE", f"{MARKET}/scan/{streamed.body}")
     world.call("market.scan.events.ended", "GET", f"{MARKET}/scan/{scan_id}/events",
                params={"timeout": 0.1})
     world.call("market.scan.bad-type", "POST", f"{MARKET}/scan", json={"type": "nonsense"})
