@@ -295,8 +295,7 @@ def _wait_outcome(agreement: Agreement) -> Optional[Response]:
 
 
 def _transition_error(agreement: Agreement, target: str) -> str:
-    return (f"Agreement [{agreement.agreement_id}]. Error: Can't update Agreement state "
-            f"from {agreement.state} to {target}.")
+    return f"Can't update Agreement state from {agreement.state} to {target}."  # as 0.17.6
 
 
 def _reason(request: Request) -> Optional[dict[str, Any]]:

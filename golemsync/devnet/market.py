@@ -16,6 +16,7 @@ properties meet the constraints, whatever the providers' own constraints, each o
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -138,6 +139,7 @@ class Market:
         self._subscriptions: dict[str, Subscription] = {}
         self._proposals: dict[str, Proposal] = {}
         self._scans: dict[str, Scan] = {}
+        self._scan_ids = itertools.count(1)
         self._closed = False
 
     def close(self) -> None:
@@ -166,14 +168,16 @@ class Market:
         body = request.json_object()
         kind, constraints, ttl = body.get("type"), body.get("constraints", ""), body.get("timeout")
         if kind not in ("offer", "demand"):
-            raise HttpError.message(400, "Json deserialize error: unknown variant for `type`, "
+            raise HttpError.message(400, f"Json deserialize error: unknown variant `{kind}`, "
                                          "expected `offer` or `demand`")
         if not isinstance(constraints, str) or (ttl is not None and not (
                 isinstance(ttl, (int, float)) and ttl > 0)):
             raise HttpError.message(400, "Json deserialize error: invalid `constraints` or "
                                          "`timeout`")
         life = float(ttl) if ttl is not None else DEFAULT_SCAN_TIMEOUT
-        scan = Scan(secrets.token_hex(16), constraints, time.monotonic() + life, life)
+        with self._cond:
+            scan_id = str(next(self._scan_ids))  # the daemon numbers its scans 1, 2, ...
+        scan = Scan(scan_id, constraints, time.monotonic() + life, life)
         if kind == "offer":  # this requestor node publishes no demands of its own to scan
             for provider in self.providers:
                 if not constraints or matches(constraints, provider.properties):
@@ -191,7 +195,7 @@ class Market:
         scan = self._scans.get(scan_id)
         if scan is None or time.monotonic() >= scan.expires_at:
             self._scans.pop(scan_id, None)
-            raise HttpError.message(404, f"Scan [{scan_id}] not found.")
+            raise HttpError.message(404, f'Iterator with id "{scan_id}" not found')
         return scan
 
     def collect_scan(self, request: Request) -> Response:
@@ -313,8 +317,9 @@ class Market:
 
     def _require_live(self, sub_id: str) -> Subscription:
         if not _SUBSCRIPTION_ID.match(sub_id):  # the daemon: JSON body, text/plain header
-            raise HttpError(400, {"message": f"Path deserialize error: Invalid subscription "
-                                             f"id [{sub_id}]"}, content_type="text/plain")
+            raise HttpError(400, {"message": f"Path deserialize error: Subscription id "
+                                             f"[{sub_id}] has invalid format."},
+                            content_type="text/plain")
         sub = self._subscriptions.get(sub_id)
         if sub is None or not self._live(sub):
             why = "expired" if sub is not None and sub.gone == "expired" else "unsubscribed"
@@ -349,7 +354,10 @@ class Market:
             raise HttpError.message(404, f"Proposal [{pid}] not found.")
         if offer.owner != "provider":
             raise HttpError.message(400, f"Can't counter own Proposal [{pid}].")
-        if offer.countered or offer.state in ("Accepted", "Rejected", "Expired"):
+        if offer.countered:
+            raise HttpError.message(410, f"Proposal [{pid}] already has counter proposal. "
+                                         "Can't counter for the second time.")
+        if offer.state in ("Accepted", "Rejected", "Expired"):
             raise HttpError.message(
                 410, f"Proposal [{pid}] was already countered or is {offer.state}.")
         return offer
@@ -394,7 +402,8 @@ class Market:
             request.json()
         with self._cond:
             if request.params["pid"] not in self._proposals:  # the daemon fails internally
-                raise HttpError.message(500, f"Proposal [{request.params['pid']}] not found.")
+                raise HttpError.message(500, _unknown_proposal(request.params["pid"],
+                                                               request.params["sub"]))
             proposal = self._find(request.params["sub"], request.params["pid"])
             if proposal.owner != "provider":
                 raise HttpError.message(400, f"Can't reject own Proposal [{proposal.proposal_id}].")
@@ -409,7 +418,7 @@ class Market:
             if offer is None:
                 raise HttpError.message(400, f"Proposal [{pid}] not found.")
             if offer.state == "Accepted":
-                raise HttpError.message(409, f"Agreement for Proposal [{pid}] already exists.")
+                raise HttpError.message(409, f"Can't create second Agreement for Proposal [{pid}].")
             if offer.owner != "provider":
                 raise HttpError.message(400, f"Can't create Agreement from own Proposal [{pid}].")
             if offer.state == "Initial":
@@ -419,6 +428,13 @@ class Market:
                 raise HttpError.message(400, f"Proposal [{pid}] is {offer.state} or countered.")
             offer.state = "Accepted"
             return NegotiatedDeal(offer, self._proposals[offer.prev_proposal_id])
+
+
+def _unknown_proposal(pid: str, sub_id: str) -> str:
+    """The daemon 0.17.6's message for an unknown proposal (its subscription id's Debug form)."""
+    random_id, _, hash_part = sub_id.partition("-")
+    return (f'Proposal [{pid}] not found (subscription [Some(SubscriptionId {{ random_id: '
+            f'"{random_id}", hash: "{hash_part}" }})]).')
 
 
 def _now() -> str:

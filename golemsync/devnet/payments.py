@@ -185,7 +185,7 @@ class Payments:
         try:
             return money.to_decimal(raw)
         except ValueError:
-            raise _deserialize_error(f"invalid decimal totalAmount {raw!r}") from None
+            raise _deserialize_error("invalid digit found in string") from None
 
     def _platform(self, body: dict[str, Any]) -> str:
         raw = body.get("paymentPlatform")
@@ -216,8 +216,7 @@ class Payments:
         try:
             return timestamps.parse(str(raw))
         except ValueError:
-            raise _deserialize_error(f"input contains invalid characters: timeout {raw!r}") \
-                from None
+            raise _deserialize_error("input contains invalid characters") from None
 
     def _check_funds(self, body: dict[str, Any], wanted: Decimal, current: Decimal) -> None:
         """Refuse reserving more than the account holds (lock held)."""
@@ -296,8 +295,9 @@ class Payments:
 
     def decorations(self, request: Request) -> Response:
         if "%2c" in request.raw_query.lower():  # the daemon wants a literal comma
-            raise HttpError(400, "Query deserialize error: invalid type: string, expected a "
-                                 "borrowed string", "text/plain; charset=utf-8")
+            given = request.query.get("allocationIds", "")
+            raise HttpError(400, f"Query deserialize error: invalid type: string \"{given}\", "
+                                 "expected a borrowed string", TEXT)
         raw = request.query.get("allocationIds")
         if not raw:
             raise HttpError(400, "Query deserialize error: missing field `allocationIds`",

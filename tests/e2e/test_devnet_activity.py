@@ -110,7 +110,7 @@ def test_bodies_need_a_json_content_type(client: Client, agreement: str) -> None
     assert market.status_code == 400 and market.json() == {"message": "Content type error"}
 
 
-FAILS_MID_BATCH = [*EXEC_SCRIPT[:2],
+FAILS_MID_BATCH: list[dict[str, Any]] = [*EXEC_SCRIPT[:2],
                    {"run": {"entry_point": "/bin/echo", "args": ["one"]}},
                    {"run": {"entry_point": "/bin/sh", "args": ["-c", "exit 3"]}},
                    {"run": {"entry_point": "/bin/echo", "args": ["never"]}}]

@@ -19,6 +19,7 @@ Skips (with the reason) when yagna or anvil is missing, like the rest of the tie
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,8 +53,9 @@ ENUM_KEYS = frozenset({"eventType", "event", "state", "result", "isBatchFinished
 OPEN_MAPS = frozenset({"properties"})
 
 # The intended differences: step -> (what may differ, why). "status" lets the status code
-# differ; "body" skips the shape; "content" skips the content type; "length" lets lists have
-# different lengths. Anything not listed here must match.
+# differ; "body" skips the shape (and the error text); "content" skips the content type;
+# "length" lets lists have different lengths; "message" skips the error text (compared with
+# ids and times masked otherwise). Anything not listed here must match.
 INTENDED: dict[str, tuple[frozenset[str], str]] = {
     "allocation.create.not-registered": (frozenset({"body"}), (
         "a platform on which the requestor has no account: the localnet node is offline and "
@@ -68,7 +70,15 @@ INTENDED: dict[str, tuple[frozenset[str], str]] = {
         "the provider node does not route GetRunningCommand to the localnet's provider "
         "program (500 'endpoint address not found' from the provider node); the devnet "
         "answers as the real exe-unit: 404 'No running command' when idle (PROTOCOL §4)")),
-    "activity.exec.destroyed": (frozenset({"status"}), (
+    "allocation.create.bad-json": (frozenset({"message"}), (
+        "a body that is not JSON: the devnet's message is Python's JSON parser's, not serde's")),
+    "market.demand.bad-json": (frozenset({"message"}), (
+        "a demand that is a JSON array: serde reads a struct from a sequence ('invalid length "
+        "0, expected struct DemandOfferBase'); the devnet says it expects an object")),
+    "activity.results.unknown-batch": (frozenset({"message"}), (
+        "the daemon relays the exe-unit's text, here the localnet's provider program's; the "
+        "devnet keeps the real exe-unit's 'batch_id = ...' (PROTOCOL §4.6)")),
+    "activity.exec.destroyed": (frozenset({"status", "message"}), (
         "after a destroy the localnet's provider program unbinds its GSB API service; the "
         "daemon then lets calls to it time out (408 after 6 s). A real exe-unit's binding "
         "goes with its process and the daemon answers 500 'endpoint address not found' "
@@ -183,7 +193,9 @@ def _type(value: Any) -> str:
         return "bool"
     if isinstance(value, (int, float)):
         return "number"
-    return {dict: "object", list: "array", str: "string"}[type(value)]
+    if isinstance(value, dict):
+        return "object"
+    return "array" if isinstance(value, list) else "string"
 
 
 def shape_diff(left: Any, right: Any, path: str = "$", *, length: bool = True) -> Optional[str]:
@@ -231,7 +243,30 @@ def reply_diff(left: Reply, right: Reply, allowed: frozenset[str] = frozenset())
         return f"content {left.kind} != {right.kind}"
     if "body" in allowed:
         return None
-    return shape_diff(left.body, right.body, length="length" not in allowed)
+    found = shape_diff(left.body, right.body, length="length" not in allowed)
+    if found is None and "message" not in allowed and left.status >= 400:
+        mine, theirs = error_text(left.body), error_text(right.body)
+        if mine != theirs:
+            return f"error text {mine!r} != {theirs!r}"
+    return found
+
+
+_ID = re.compile(r"\b(0x)?[0-9a-f]{8,}(-[0-9a-f]{4,})*\b|\bR-[0-9a-f]{64}\b", re.IGNORECASE)
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?")
+_POSITION = re.compile(r",? ?(at )?line:? \d+,? column:? \d+")  # serde's: not compared
+_NUMBER = re.compile(r'"\d+"')
+
+
+def error_text(body: Any) -> Optional[str]:
+    """An error reply's text (``message``, a problem's ``detail``, or a plain body) with ids
+    and times masked, so that two worlds' texts compare."""
+    text = body
+    if isinstance(body, dict):
+        text = body.get("message", body.get("detail"))
+    if not isinstance(text, str):
+        return None
+    masked = _ID.sub("<id>", _STAMP.sub("<time>", text))
+    return _NUMBER.sub('"<n>"', _POSITION.sub("", masked)).strip()
 
 
 def compare(left: World, right: World) -> list[str]:
