@@ -218,8 +218,10 @@ class Payments:
         except ValueError:
             raise _deserialize_error("input contains invalid characters") from None
 
-    def _check_funds(self, body: dict[str, Any], wanted: Decimal, current: Decimal) -> None:
-        """Refuse reserving more than the account holds (lock held)."""
+    def _check_funds(self, body: dict[str, Any], wanted: Decimal, current: Decimal,
+                     echo: Optional[dict[str, Any]] = None) -> None:
+        """Refuse reserving ``wanted`` more than the account holds (lock held); ``current``
+        is a part of the reserved funds not to count; ``echo`` the problem's requestBody."""
         reserved = sum((a.remaining for a in self._allocations.values() if not a.released),
                        Decimal(0)) - current
         available = self.config.requestor_funds - reserved
@@ -229,6 +231,7 @@ class Payments:
                 "Insufficient funds to create the allocation. Top up your account or release "
                 "all existing allocations to unlock the funds via `yagna payment release-"
                 "allocations`", body, address=self.requestor_id,
+                **({} if echo is None else {"requestBody": echo}),
                 availableFunds=money.to_wire(available),
                 paymentPlatform=self.config.payment_platform,
                 requestedFunds=money.to_wire(wanted), reservedFunds=money.to_wire(reserved))
@@ -262,24 +265,23 @@ class Payments:
             return json_response(200, allocation.wire())
 
     def amend(self, request: Request) -> Response:
+        """``PUT``: a new ``totalAmount`` and/or ``timeout``, checked before either applies."""
         body = request.json_object(wrap=False)
+        echo = {k: body[k] for k in ("totalAmount", "timeout") if body.get(k) is not None}
+        total = self._amount(body["totalAmount"]) if "totalAmount" in body else None
+        timeout = self._timeout(body.get("timeout"))
         with self._lock:
             allocation = self._require(request.params["id"])
-            if "totalAmount" in body:
-                total = self._amount(body["totalAmount"])
+            if timeout is not None and timeout <= timestamps.now():
+                raise HttpError.message(400, "New allocation timeout is in the past")
+            if total is not None:
                 if total < allocation.spent:
                     raise _problem(400, "total-below-spent",
-                                   "totalAmount is less than the amount already spent", body)
-                self._check_funds(body, total - allocation.spent, allocation.remaining)
+                                   "totalAmount is less than the amount already spent", body,
+                                   requestBody=echo)
+                self._check_funds(body, total - allocation.total, Decimal(0), echo)
                 allocation.total = total
-            timeout = self._timeout(body.get("timeout"))
             if timeout is not None:
-                if timeout <= timestamps.now():
-                    raise _problem(400, "timeout-passed",
-                                   "Requested allocation timeout is in the past", body,
-                                   address=allocation.address,
-                                   paymentPlatform=allocation.platform,
-                                   requestedTimeout=timeout.isoformat())
                 allocation.timeout = timeout
             allocation.updated = timestamps.to_wire(timestamps.now())
             return json_response(200, allocation.wire())

@@ -270,3 +270,20 @@ def test_event_poll_wakes_when_an_event_arrives(client: Client) -> None:
     client.post(f"{MARKET}/agreements/{agreement_id}/terminate", json={"message": "x"})
     events = client.get(f"{PAYMENT}/invoiceEvents", params={"timeout": 30}, timeout=40)
     assert events.elapsed.total_seconds() < 10 and len(events.json()) == 1
+
+
+def test_amend_errors_follow_the_daemon(client: Client) -> None:
+    """As measured on the daemon 0.17.6: a past timeout is a plain message; too large a total
+    asks for the difference and echoes only what was sent; nothing changes on an error."""
+    allocation = client.post(f"{PAYMENT}/allocations", json={"totalAmount": "1"}).json()
+    path = f"{PAYMENT}/allocations/{allocation['allocationId']}"
+    past = client.call("PUT", path, json={"totalAmount": "2", "timeout": "2001-01-01T00:00:00Z"})
+    assert past.status_code == 400
+    assert past.json() == {"message": "New allocation timeout is in the past"}
+    too_much = client.call("PUT", path, json={"totalAmount": "100000"})
+    assert too_much.status_code == 400
+    problem = too_much.json()
+    assert problem["instance"].endswith("/insufficient-account-funds")
+    assert problem["requestBody"] == {"totalAmount": "100000"}
+    assert problem["requestedFunds"] == "99999"
+    assert client.get(path).json()["totalAmount"] == "1"
