@@ -138,8 +138,7 @@ class Agreements:
             items = [a for a in self._agreements.values()
                      if (state is None or a.state == state)
                      and (session is None or a.app_session_id == session)]
-            body = [{"id": a.agreement_id, "creationTs": a.timestamp,
-                     "approveTs": a.approved_date, "role": "Requestor"} for a in items]
+            body = [_listed(a) for a in items]
         return json_response(200, body)
 
     def _require(self, agreement_id: str) -> Agreement:
@@ -255,7 +254,7 @@ class Agreements:
             agreement = self._require(request.params["aid"])
             if agreement.termination is None:
                 raise HttpError.message(
-                    400, f"Agreement [{agreement.agreement_id}] is not Terminated.")
+                    400, f"Agreement [R-{agreement.agreement_id}] not terminated yet.")
             return json_response(200, dict(agreement.termination))
 
     # -- events ----------------------------------------------------------------------------
@@ -292,6 +291,15 @@ def _wait_outcome(agreement: Agreement) -> Optional[Response]:
     if state == "Terminated":
         raise HttpError.message(400, f"Agreement [{agreement.agreement_id}] is Terminated.")
     return None
+
+
+def _listed(agreement: Agreement) -> dict[str, Any]:
+    """An agreement as ``GET /agreements`` lists it on the daemon 0.17.6."""
+    item: dict[str, Any] = {"id": agreement.agreement_id, "timestamp": agreement.timestamp}
+    if agreement.approved_date is not None:
+        item["approvedDate"] = agreement.approved_date
+    item["role"] = "Requestor"
+    return item
 
 
 def _transition_error(agreement: Agreement, target: str) -> str:

@@ -500,6 +500,15 @@ def _agreement(world: World, draft: str) -> str:
                params={"timeout": 15}, need=204)
     world.call("agreement.get.approved", "GET", f"{MARKET}/agreements/{agreement_id}",
                need=200)
+    world.call("agreement.list", "GET", f"{MARKET}/agreements", need=200,
+               normal=lambda body: [a for a in body if a.get("id", a.get("agreementId"))
+                                    == agreement_id])
+    world.call("agreement.cancel.approved", "POST",
+               f"{MARKET}/agreements/{agreement_id}/cancel", json={"message": "no"})
+    world.call("agreement.wait.approved", "POST", f"{MARKET}/agreements/{agreement_id}/wait",
+               params={"timeout": 1})
+    world.call("agreement.reason.approved", "GET",
+               f"{MARKET}/agreements/{agreement_id}/terminate/reason")
     return agreement_id
 
 
@@ -576,6 +585,10 @@ def _payments(world: World, agreement_id: str) -> None:
     world.call("payment.invoices", "GET", f"{PAYMENT}/invoices", need=200,
                normal=lambda body: [i for i in body if i.get("agreementId") == agreement_id])
     world.call("payment.status", "GET", f"{PAYMENT}/payments/status", need=200)
+    world.call("payment.payments", "GET", f"{PAYMENT}/payments", need=200,
+               params={"afterTimestamp": world.started, "timeout": 0.5}, normal=_first)
+    world.call("payment.accounts", "GET", f"{PAYMENT}/requestorAccounts", need=200,
+               normal=lambda body: [a for a in body if a.get("platform") == PLATFORM])
     world.call("payment.invoice.unknown", "GET",
                f"{PAYMENT}/invoices/00000000-0000-0000-0000-000000000000")
     world.call("payment.debit-note.unknown", "GET",
