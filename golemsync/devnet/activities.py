@@ -74,7 +74,7 @@ class Activities:
     def __init__(self, agreements: Agreements, factory: ExeUnitFactory, workroot: Path,
                  gftp_root: Path, usage_vector: Sequence[str], seed: int,
                  ping_interval: float, closing: threading.Event,
-                 gsb: Optional[GsbServices] = None) -> None:
+                 gsb: Optional[GsbServices] = None, quick_failed_poll: bool = False) -> None:
         self.agreements = agreements
         self.factory = factory
         self.workroot = workroot
@@ -84,6 +84,7 @@ class Activities:
         self.ping_interval = ping_interval
         self.closing = closing
         self.gsb = gsb
+        self.quick_failed_poll = quick_failed_poll  # DevnetConfig.quick_failed_batch_poll
         self._lock = threading.Lock()  # guards _activities and _per_provider
         self._activities: dict[str, Activity] = {}
         self._per_provider: dict[int, int] = {}
@@ -146,6 +147,7 @@ class Activities:
             activity_id, workdir=workdir, provider=provider.spec,
             rng=derived_rng(self.seed, "exeunit", provider.index, ordinal),
             gftp_root=self.gftp_root, gsb=self.gsb, usage_vector=list(self.usage_vector),
+            quick_failed_poll=self.quick_failed_poll,
             on_crash=lambda reason: self.on_crash(holder[0], reason) if holder else None)
         activity = Activity(activity_id, agreement, unit, workdir, started=time.monotonic())
         holder.append(activity)

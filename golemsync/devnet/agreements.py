@@ -24,6 +24,7 @@ from golemsync.devnet.providers import SimulatedProvider
 PREFIX = "/market-api/v1"
 FINAL = ("Cancelled", "Rejected", "Expired", "Terminated")
 EPOCH_2016 = timestamps.parse("2016-01-01T00:00:00Z")
+UNSIGNED = ""  # the daemon 0.17.6 sends an empty signature on termination (not "NotSigned")
 
 
 @dataclass
@@ -137,8 +138,7 @@ class Agreements:
             items = [a for a in self._agreements.values()
                      if (state is None or a.state == state)
                      and (session is None or a.app_session_id == session)]
-            body = [{"id": a.agreement_id, "creationTs": a.timestamp,
-                     "approveTs": a.approved_date, "role": "Requestor"} for a in items]
+            body = [_listed(a) for a in items]
         return json_response(200, body)
 
     def _require(self, agreement_id: str) -> Agreement:
@@ -237,14 +237,15 @@ class Agreements:
         agreement.state = "Terminated"
         agreement.termination = {"eventDate": timestamps.to_wire(timestamps.now()),
                                  "agreementId": agreement.agreement_id,
-                                 "terminator": terminator, "signature": "NotSigned",
+                                 "eventType": "AgreementTerminatedEvent",
+                                 "terminator": terminator, "signature": UNSIGNED,
                                  "reason": reason}
         self._cond.notify_all()
 
     def _after_termination(self, agreement: Agreement) -> None:
         assert agreement.termination is not None
         self._event(agreement, "AgreementTerminatedEvent",
-                    terminator=agreement.termination["terminator"], signature="NotSigned",
+                    terminator=agreement.termination["terminator"], signature=UNSIGNED,
                     reason=agreement.termination["reason"])
         self.agent.submit(lambda: self.on_terminated(agreement))
 
@@ -253,7 +254,7 @@ class Agreements:
             agreement = self._require(request.params["aid"])
             if agreement.termination is None:
                 raise HttpError.message(
-                    400, f"Agreement [{agreement.agreement_id}] is not Terminated.")
+                    400, f"Agreement [R-{agreement.agreement_id}] not terminated yet.")
             return json_response(200, dict(agreement.termination))
 
     # -- events ----------------------------------------------------------------------------
@@ -292,9 +293,17 @@ def _wait_outcome(agreement: Agreement) -> Optional[Response]:
     return None
 
 
+def _listed(agreement: Agreement) -> dict[str, Any]:
+    """An agreement as ``GET /agreements`` lists it on the daemon 0.17.6."""
+    item: dict[str, Any] = {"id": agreement.agreement_id, "timestamp": agreement.timestamp}
+    if agreement.approved_date is not None:
+        item["approvedDate"] = agreement.approved_date
+    item["role"] = "Requestor"
+    return item
+
+
 def _transition_error(agreement: Agreement, target: str) -> str:
-    return (f"Agreement [{agreement.agreement_id}]. Error: Can't update Agreement state "
-            f"from {agreement.state} to {target}.")
+    return f"Can't update Agreement state from {agreement.state} to {target}."  # as 0.17.6
 
 
 def _reason(request: Request) -> Optional[dict[str, Any]]:

@@ -95,6 +95,11 @@ class DevnetConfig:
     ``http_error_rate`` is the share of authenticated requests answered 503 before being
     handled, ``http_latency`` the mean delay added to each of them; ``subscription_ttl`` is the
     demand lifetime (the daemon's hour); ``requestor_funds`` the requestor's account balance.
+
+    ``quick_failed_batch_poll``: a results poll (``GET .../exec/{batch}``) for a command after
+    one that failed waits out its ``timeout``, as the daemon's exe-unit does (PROTOCOL §4.6;
+    yapapi-style polls without ``commandIndex`` meet this); True answers it at once instead.
+    golemsync's own client polls the failed command itself and is never held up.
     """
 
     providers: list[ProviderSpec]
@@ -108,6 +113,7 @@ class DevnetConfig:
     sse_ping_interval: float = 15.0
     requestor_funds: Decimal = Decimal("1000")
     invoice_due_seconds: float = 86400.0
+    quick_failed_batch_poll: bool = False
     workdir: Optional[str] = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 

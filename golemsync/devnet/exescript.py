@@ -12,7 +12,7 @@ from typing import Any
 
 from golemsync.devnet.errors import ExeScriptError
 
-COMMANDS = ("deploy", "start", "run", "transfer", "terminate", "sign")
+COMMANDS = ("sign", "deploy", "start", "run", "transfer", "terminate")  # the daemon's order
 _REQUIRED = {"run": ("entry_point",), "transfer": ("from", "to")}
 
 

@@ -151,7 +151,7 @@ class ExeUnit:
     def __init__(self, activity_id: str, *, workdir: Path, provider: Any, rng: Random,
                  gftp_root: Path, usage_vector: Sequence[str],
                  on_crash: Callable[[str], None], sandbox_mode: Optional[str] = None,
-                 gsb: Optional[GsbServices] = None) -> None:
+                 gsb: Optional[GsbServices] = None, quick_failed_poll: bool = False) -> None:
         self.activity_id = activity_id
         self.provider = provider
         self._rng = rng
@@ -159,6 +159,7 @@ class ExeUnit:
         self._gsb = gsb  # the requestor's GSB services, for gftp URLs bound there
         self._usage_vector = list(usage_vector)
         self._on_crash = on_crash
+        self._quick_failed_poll = quick_failed_poll  # see results()
         self.sandbox = Sandbox(workdir / "sandbox", mode=sandbox_mode)
         self._lock = threading.Lock()  # guards the state, batches, processes, usage counters
         self._state: tuple[str, Optional[str]] = ("Initialized", None)
@@ -190,16 +191,23 @@ class ExeUnit:
 
     def results(self, batch_id: str, timeout: float,
                 command_index: Optional[int]) -> list[dict[str, Any]]:
-        """Finished results from index 0 (PROTOCOL §4.6, quirks included)."""
+        """Finished results from index 0 (PROTOCOL §4.6, quirks included).
+
+        As the daemon's exe-unit, a poll for an index past a command that failed waits out
+        its whole ``timeout`` (then answers the results so far, or 408 with
+        ``command_index``); ``quick_failed_poll`` answers such a poll at once instead. A
+        batch that stopped for another reason (a crash, a destroy) answers at once.
+        """
         batch = self._batch(batch_id)
         if not batch.commands:
             return []
         target = len(batch.commands) - 1 if command_index is None else command_index
         deadline = time.monotonic() + max(0.0, timeout)
         with batch.cond:
-            while len(batch.results) <= target and not batch.done:
+            while len(batch.results) <= target:
+                stopped = batch.done and (self._quick_failed_poll or not batch.failed)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if stopped or remaining <= 0 or self._abort.is_set():
                     break
                 batch.cond.wait(remaining)
             reached = len(batch.results) > target

@@ -124,8 +124,10 @@ class Invoicing:
         self._last_note: dict[str, tuple[float, str]] = {}  # activity id → (when, note id)
         self._late_notes: dict[str, int] = {}  # activity id → notes sent after its end
         self._ended_at: dict[str, float] = {}  # activity id → when its end was first seen
+        self._closing = threading.Event()  # set by close(): ends waiting payment polls
 
     def close(self) -> None:
+        self._closing.set()
         for log in self.logs.values():
             log.close()
 
@@ -137,7 +139,13 @@ class Invoicing:
             router.add("GET", f"{PREFIX}/{_lower(kind)}Events", self._events(kind))
         router.add("POST", f"{PREFIX}/invoices/{{id}}/reject", self.reject_invoice)
         router.add("POST", f"{PREFIX}/debitNotes/{{id}}/reject", self.reject_debit_note)
-        router.add("GET", f"{PREFIX}/payments", lambda request: json_response(200, []))
+        router.add("GET", f"{PREFIX}/payments", self.list_payments)
+
+    def list_payments(self, request: Request) -> Response:
+        """``GET /payments``: a long-poll (``timeout``, default 5 s, as the daemon) for payments
+        made, which never come on the devnet (it has no chain)."""
+        self._closing.wait(request.query_float("timeout", 5.0))
+        return json_response(200, [])
 
     def snapshot(self) -> dict[str, list[Document]]:
         with self._lock:

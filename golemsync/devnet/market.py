@@ -7,13 +7,17 @@ daemon's shape (32 hex, ``-``, 64 hex) is a path error: 400 with a JSON body sen
 ``text/plain``, as the daemon 0.17.6 does.
 
 A **market scan** (``POST /scan`` ``{"type": "offer", "constraints"?, "timeout"?}`` → 201 and
-its id; ``GET /scan/{id}/events`` → the offers not yet returned, as ``Offer`` objects;
+its id; ``GET /scan/{id}/events`` → the offers not yet returned, as ``Offer`` objects, or
+with ``Accept: text/event-stream`` (as golem-js reads a scan) a stream of ``event: offer``
+frames kept open with ``:ping`` comments;
 ``DELETE /scan/{id}/events`` or ``/scan/{id}``) lists every offer on the market whose
 properties meet the constraints, whatever the providers' own constraints, each once per scan.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import secrets
 import threading
@@ -21,13 +25,14 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from golemsync import timestamps
 from golemsync.devnet.config import DevnetConfig
 from golemsync.devnet.constraints import matches
 from golemsync.devnet.http import HttpError, Request, Response, Router, empty, json_response
 from golemsync.devnet.providers import SimulatedProvider
+from golemsync.devnet.sse import EVENT_STREAM
 
 PREFIX = "/market-api/v1"
 CHOSEN_PLATFORM = "golem.com.payment.chosen-platform"
@@ -106,6 +111,7 @@ def _parse_demand(request: Request) -> tuple[dict[str, Any], str]:
 
 _SUBSCRIPTION_ID = re.compile(r"^[0-9a-f]{32}-[0-9a-f]{64}$")
 DEFAULT_SCAN_TIMEOUT = 300.0  # seconds a scan lives without being collected
+_SSE_POLL = 0.25  # how often a quiet scan stream re-checks for its end
 
 
 @dataclass
@@ -133,6 +139,7 @@ class Market:
         self._subscriptions: dict[str, Subscription] = {}
         self._proposals: dict[str, Proposal] = {}
         self._scans: dict[str, Scan] = {}
+        self._scan_ids = itertools.count(1)
         self._closed = False
 
     def close(self) -> None:
@@ -161,14 +168,16 @@ class Market:
         body = request.json_object()
         kind, constraints, ttl = body.get("type"), body.get("constraints", ""), body.get("timeout")
         if kind not in ("offer", "demand"):
-            raise HttpError.message(400, "Json deserialize error: unknown variant for `type`, "
+            raise HttpError.message(400, f"Json deserialize error: unknown variant `{kind}`, "
                                          "expected `offer` or `demand`")
         if not isinstance(constraints, str) or (ttl is not None and not (
                 isinstance(ttl, (int, float)) and ttl > 0)):
             raise HttpError.message(400, "Json deserialize error: invalid `constraints` or "
                                          "`timeout`")
         life = float(ttl) if ttl is not None else DEFAULT_SCAN_TIMEOUT
-        scan = Scan(secrets.token_hex(16), constraints, time.monotonic() + life, life)
+        with self._cond:
+            scan_id = str(next(self._scan_ids))  # the daemon numbers its scans 1, 2, ...
+        scan = Scan(scan_id, constraints, time.monotonic() + life, life)
         if kind == "offer":  # this requestor node publishes no demands of its own to scan
             for provider in self.providers:
                 if not constraints or matches(constraints, provider.properties):
@@ -186,10 +195,15 @@ class Market:
         scan = self._scans.get(scan_id)
         if scan is None or time.monotonic() >= scan.expires_at:
             self._scans.pop(scan_id, None)
-            raise HttpError.message(404, f"Scan [{scan_id}] not found.")
+            raise HttpError.message(404, f'Iterator with id "{scan_id}" not found')
         return scan
 
     def collect_scan(self, request: Request) -> Response:
+        if EVENT_STREAM in (request.header("Accept") or ""):
+            with self._cond:
+                self._live_scan(request.params["sub"])
+            return Response(200, content_type=EVENT_STREAM,
+                            stream=lambda write: self._stream_scan(request.params["sub"], write))
         limit = request.query_int("maxEvents") or 100
         with self._cond:
             scan = self._live_scan(request.params["sub"])
@@ -197,10 +211,37 @@ class Market:
             page = [scan.pending.popleft() for _ in range(min(limit, len(scan.pending)))]
         return json_response(200, page)
 
+    def _stream_scan(self, scan_id: str, write: Callable[[bytes], None]) -> None:
+        """The scan's offers as the daemon streams them (``event: offer``, one JSON offer per
+        ``data``), then ``:ping`` keep-alives until the client leaves, the scan ends or the
+        devnet stops."""
+        last_write = time.monotonic()
+        try:
+            while True:
+                with self._cond:
+                    scan = self._scans.get(scan_id)
+                    if scan is None or self._closed:
+                        return
+                    scan.expires_at = time.monotonic() + scan.ttl
+                    offers = list(scan.pending)
+                    scan.pending.clear()
+                    if not offers:
+                        self._cond.wait(_SSE_POLL)
+                for offer in offers:
+                    data = json.dumps(offer, separators=(",", ":"))
+                    write(f"event: offer\ndata: {data}\n\n".encode())
+                    last_write = time.monotonic()
+                if time.monotonic() - last_write >= self.config.sse_ping_interval:
+                    write(b":ping\n\n")
+                    last_write = time.monotonic()
+        except OSError:
+            return  # the client closed the stream: the normal way it ends
+
     def end_scan(self, request: Request) -> Response:
         with self._cond:
             self._live_scan(request.params["sub"])
             del self._scans[request.params["sub"]]
+            self._cond.notify_all()  # ends its event streams
         return empty(204)
 
     def list_offers(self, request: Request) -> Response:
@@ -276,8 +317,9 @@ class Market:
 
     def _require_live(self, sub_id: str) -> Subscription:
         if not _SUBSCRIPTION_ID.match(sub_id):  # the daemon: JSON body, text/plain header
-            raise HttpError(400, {"message": f"Path deserialize error: Invalid subscription "
-                                             f"id [{sub_id}]"}, content_type="text/plain")
+            raise HttpError(400, {"message": f"Path deserialize error: Subscription id "
+                                             f"[{sub_id}] has invalid format."},
+                            content_type="text/plain")
         sub = self._subscriptions.get(sub_id)
         if sub is None or not self._live(sub):
             why = "expired" if sub is not None and sub.gone == "expired" else "unsubscribed"
@@ -312,7 +354,10 @@ class Market:
             raise HttpError.message(404, f"Proposal [{pid}] not found.")
         if offer.owner != "provider":
             raise HttpError.message(400, f"Can't counter own Proposal [{pid}].")
-        if offer.countered or offer.state in ("Accepted", "Rejected", "Expired"):
+        if offer.countered:
+            raise HttpError.message(410, f"Proposal [{pid}] already has counter proposal. "
+                                         "Can't counter for the second time.")
+        if offer.state in ("Accepted", "Rejected", "Expired"):
             raise HttpError.message(
                 410, f"Proposal [{pid}] was already countered or is {offer.state}.")
         return offer
@@ -357,7 +402,8 @@ class Market:
             request.json()
         with self._cond:
             if request.params["pid"] not in self._proposals:  # the daemon fails internally
-                raise HttpError.message(500, f"Proposal [{request.params['pid']}] not found.")
+                raise HttpError.message(500, _unknown_proposal(request.params["pid"],
+                                                               request.params["sub"]))
             proposal = self._find(request.params["sub"], request.params["pid"])
             if proposal.owner != "provider":
                 raise HttpError.message(400, f"Can't reject own Proposal [{proposal.proposal_id}].")
@@ -372,7 +418,7 @@ class Market:
             if offer is None:
                 raise HttpError.message(400, f"Proposal [{pid}] not found.")
             if offer.state == "Accepted":
-                raise HttpError.message(409, f"Agreement for Proposal [{pid}] already exists.")
+                raise HttpError.message(409, f"Can't create second Agreement for Proposal [{pid}].")
             if offer.owner != "provider":
                 raise HttpError.message(400, f"Can't create Agreement from own Proposal [{pid}].")
             if offer.state == "Initial":
@@ -382,6 +428,13 @@ class Market:
                 raise HttpError.message(400, f"Proposal [{pid}] is {offer.state} or countered.")
             offer.state = "Accepted"
             return NegotiatedDeal(offer, self._proposals[offer.prev_proposal_id])
+
+
+def _unknown_proposal(pid: str, sub_id: str) -> str:
+    """The daemon 0.17.6's message for an unknown proposal (its subscription id's Debug form)."""
+    random_id, _, hash_part = sub_id.partition("-")
+    return (f'Proposal [{pid}] not found (subscription [Some(SubscriptionId {{ random_id: '
+            f'"{random_id}", hash: "{hash_part}" }})]).')
 
 
 def _now() -> str:

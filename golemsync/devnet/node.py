@@ -61,7 +61,8 @@ class DevnetNode:
         self.activities = Activities(
             self.agreements, exeunit_factory or default_exeunit_factory, self.workdir,
             gftpstore.store_root(self.node_id), USAGE_VECTOR, config.seed,
-            config.sse_ping_interval, self.closing, self.gsb)
+            config.sse_ping_interval, self.closing, self.gsb,
+            quick_failed_poll=config.quick_failed_batch_poll)
         self.net = NetApi(activity_connector(self.activities))
         self.payments = Payments(config, self.node_id)
         self.invoicing = Invoicing(config, self.payments, clock)

@@ -1,12 +1,24 @@
 """Payment API, requestor side: accounts, allocations and demand decorations.
 
 Allocations reserve part of the requestor's (simulated) funds; accepting debit notes and
-invoices books amounts against them (:meth:`Payments.book`). Errors follow the daemon:
-problem+json for create/amend validation (with ``parseError``, ``requestedPaymentPlatform``
-and ``requestedTimeout``), ``{"message": ...}`` elsewhere; as the daemon 0.17.6 was measured
-to: a released allocation is not found (``GET`` → 404 ``{"message": null}``; a second
-``DELETE`` → 410), an allocation created without ``timeout`` gets now + 10 years, and
-``demandDecorations?allocationIds=a%2Cb`` is a 400 (the ids must be joined by a literal comma).
+invoices books amounts against them (:meth:`Payments.book`). Errors follow the daemon 0.17.6
+as measured by the differential test (``tests/localnet/test_differential.py``):
+
+* a ``totalAmount`` or ``timeout`` that does not parse is the JSON extractor's 400
+  ``text/plain`` ``Json deserialize error: ...``; a negative amount is accepted;
+* a payment platform that does not parse (unknown network or driver) is a 400 problem+json
+  of type ``.../bad-payment-platform`` with ``parseError`` and ``requestedPaymentPlatform``;
+* a timeout in the past is a 400 ``validation-error/timeout-passed`` with ``address``,
+  ``paymentPlatform`` and ``requestedTimeout``; too large an amount a 400
+  ``validation-error/insufficient-account-funds`` with ``requestedFunds``,
+  ``availableFunds`` and ``reservedFunds``; every problem echoes the request as the daemon
+  parsed it (``requestBody``, all seven fields);
+* a released allocation is not found (``GET`` → 404 ``{"message": null}``; a second
+  ``DELETE`` → 410); an allocation created without ``timeout`` gets now + 10 years;
+* ``demandDecorations`` lists one address property and one constraint per allocation (the
+  same platform twice is listed twice), and ``allocationIds=a%2Cb`` is a 400 (the ids must be
+  joined by a literal comma).
+
 ``GET /payments/status`` lists the driver's problems: none here.
 """
 
@@ -21,7 +33,15 @@ from typing import Any, Optional
 
 from golemsync import money, timestamps
 from golemsync.devnet.config import DevnetConfig
-from golemsync.devnet.http import PROBLEM_JSON, HttpError, Request, Response, Router, json_response
+from golemsync.devnet.http import (
+    PROBLEM_JSON,
+    TEXT,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+)
 
 PREFIX = "/payment-api/v1"
 _VALIDATION = "/payment-api/v1/allocations/validation-error"
@@ -66,14 +86,40 @@ def split_platform(platform: str) -> tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
-def _problem(status: int, kind: str, detail: str, body: Any, **extra: Any) -> HttpError:
-    given = body if isinstance(body, dict) else {}
-    problem = {"type": _VALIDATION, "instance": f"{_VALIDATION}/{kind}", "detail": detail,
-               "requestBody": body, "parseError": None,
-               "requestedPaymentPlatform": given.get("paymentPlatform"),
-               "requestedTimeout": given.get("timeout")}
+NETWORKS = ("amoy", "goerli", "holesky", "hoodi", "mainnet", "mumbai", "polygon", "rinkeby",
+            "sepolia")  # the erc20 driver's networks in the daemon 0.17.6
+DRIVERS = ("erc20",)
+
+
+def _echo(body: dict[str, Any]) -> dict[str, Any]:
+    """The request as the daemon parsed it, every field present (its ``requestBody``)."""
+    amount = body.get("totalAmount")
+    return {"address": body.get("address"), "deposit": body.get("deposit"),
+            "extendTimeout": body.get("extendTimeout"),
+            "makeDeposit": bool(body.get("makeDeposit") or False),
+            "paymentPlatform": body.get("paymentPlatform"), "timeout": body.get("timeout"),
+            "totalAmount": money.to_wire(money.to_decimal(amount)) if amount is not None
+            else None}
+
+
+def _problem(status: int, kind: str, detail: str, body: dict[str, Any],
+             **extra: Any) -> HttpError:
+    """A ``validation-error`` problem of ``kind`` (the daemon's instance suffix)."""
+    problem = {"type": _VALIDATION, "detail": detail, "instance": f"{_VALIDATION}/{kind}",
+               "requestBody": _echo(body)}
     problem.update(extra)
     return HttpError(status, problem, PROBLEM_JSON)
+
+
+def _bad_platform(body: dict[str, Any], raw: Any, parse_error: str) -> HttpError:
+    return HttpError(400, {"type": "/payment-api/v1/allocations/bad-payment-platform",
+                           "detail": "Payment platform doesn't parse",
+                           "parseError": parse_error, "requestBody": _echo(body),
+                           "requestedPaymentPlatform": raw}, PROBLEM_JSON)
+
+
+def _deserialize_error(text: str) -> HttpError:
+    return HttpError(400, f"Json deserialize error: {text}", TEXT)
 
 
 class Payments:
@@ -111,29 +157,35 @@ class Payments:
 
     def create(self, request: Request) -> Response:
         body = request.json_object(wrap=False)
-        total = self._amount(body, body.get("totalAmount"))
+        total = self._amount(body.get("totalAmount"))
+        timeout = self._timeout(body.get("timeout"))
         platform = self._platform(body)
         address = body.get("address") or self.requestor_id
-        timeout = self._timeout(body) or timestamps.now() + timedelta(days=3652)  # 10 years
+        if timeout is not None and timeout <= timestamps.now():
+            raise _problem(400, "timeout-passed", "Requested allocation timeout is in the past",
+                           body, address=address, paymentPlatform=platform,
+                           requestedTimeout=timeout.isoformat())
         if address != self.requestor_id or platform != self.config.payment_platform:
             raise _problem(500, "account-not-registered",
                            f"Account not registered: {platform} {address}", body,
-                           paymentPlatform=platform, address=address)
-        allocation = Allocation(str(uuid.uuid4()), address, platform, total, timeout,
+                           address=address, paymentPlatform=platform)
+        allocation = Allocation(str(uuid.uuid4()), address, platform, total,
+                                timeout or timestamps.now() + timedelta(days=3652),  # 10 years
                                 bool(body.get("makeDeposit", False)))
         with self._lock:
             self._check_funds(body, total, Decimal(0))
             self._allocations[allocation.allocation_id] = allocation
             return json_response(201, allocation.wire())
 
-    def _amount(self, body: dict[str, Any], raw: Any) -> Decimal:
+    @staticmethod
+    def _amount(raw: Any) -> Decimal:
+        """A decimal as the daemon's JSON extractor reads it (a negative one is accepted)."""
+        if raw is None:
+            raise _deserialize_error("missing field `totalAmount`")
         try:
-            amount = money.to_decimal(raw)
+            return money.to_decimal(raw)
         except ValueError:
-            raise _problem(400, "invalid-amount", f"Invalid totalAmount: {raw!r}", body) from None
-        if amount < 0:
-            raise _problem(400, "negative-amount", "totalAmount must not be negative", body)
-        return amount
+            raise _deserialize_error("invalid digit found in string") from None
 
     def _platform(self, body: dict[str, Any]) -> str:
         raw = body.get("paymentPlatform")
@@ -143,29 +195,33 @@ class Payments:
             default_network = "polygon" if token == "glm" else "holesky"
             raw = "-".join([parts.get("driver") or "erc20",
                             parts.get("network") or default_network, token])
-        if not isinstance(raw, str) or raw != raw.lower():
-            raise _problem(400, "invalid-platform", f"Invalid payment platform: {raw!r}", body)
+        if not isinstance(raw, str):
+            raise _deserialize_error(f"invalid type for paymentPlatform: {raw!r}")
         try:
-            split_platform(raw)
+            driver, network, _token = split_platform(raw)
         except ValueError:
-            raise _problem(400, "invalid-platform", f"Invalid payment platform: {raw!r}",
-                           body) from None
+            raise _bad_platform(body, raw, f"Invalid payment platform: {raw}") from None
+        if network not in NETWORKS:
+            raise _bad_platform(body, raw,
+                                f"Validate network failed (2): Invalid network name: {network}")
+        if driver not in DRIVERS:
+            raise _bad_platform(body, raw,
+                                f"Validate driver failed (2): Invalid driver name {driver}")
         return raw
 
-    def _timeout(self, body: dict[str, Any]) -> Optional[datetime]:
-        raw = body.get("timeout")
+    @staticmethod
+    def _timeout(raw: Any) -> Optional[datetime]:
         if raw is None:
             return None
         try:
-            moment = timestamps.parse(str(raw))
+            return timestamps.parse(str(raw))
         except ValueError:
-            raise _problem(400, "invalid-timeout", f"Invalid timeout: {raw!r}", body) from None
-        if moment <= timestamps.now():
-            raise _problem(400, "timeout-in-past", "Allocation timeout is in the past", body)
-        return moment
+            raise _deserialize_error("input contains invalid characters") from None
 
-    def _check_funds(self, body: Any, wanted: Decimal, current: Decimal) -> None:
-        """Refuse reserving more than the account holds (lock held)."""
+    def _check_funds(self, body: dict[str, Any], wanted: Decimal, current: Decimal,
+                     echo: Optional[dict[str, Any]] = None) -> None:
+        """Refuse reserving ``wanted`` more than the account holds (lock held); ``current``
+        is a part of the reserved funds not to count; ``echo`` the problem's requestBody."""
         reserved = sum((a.remaining for a in self._allocations.values() if not a.released),
                        Decimal(0)) - current
         available = self.config.requestor_funds - reserved
@@ -174,9 +230,11 @@ class Payments:
                 400, "insufficient-account-funds",
                 "Insufficient funds to create the allocation. Top up your account or release "
                 "all existing allocations to unlock the funds via `yagna payment release-"
-                "allocations`", body, requestedFunds=money.to_wire(wanted),
-                availableFunds=money.to_wire(available), reservedFunds=money.to_wire(reserved),
-                paymentPlatform=self.config.payment_platform, address=self.requestor_id)
+                "allocations`", body, address=self.requestor_id,
+                **({} if echo is None else {"requestBody": echo}),
+                availableFunds=money.to_wire(available),
+                paymentPlatform=self.config.payment_platform,
+                requestedFunds=money.to_wire(wanted), reservedFunds=money.to_wire(reserved))
 
     def list_allocations(self, request: Request) -> Response:
         with self._lock:
@@ -207,18 +265,24 @@ class Payments:
             return json_response(200, allocation.wire())
 
     def amend(self, request: Request) -> Response:
+        """``PUT``: a new ``totalAmount`` and/or ``timeout``, checked before either applies."""
         body = request.json_object(wrap=False)
+        echo = {k: body[k] for k in ("totalAmount", "timeout") if body.get(k) is not None}
+        total = self._amount(body["totalAmount"]) if "totalAmount" in body else None
+        timeout = self._timeout(body.get("timeout"))
         with self._lock:
             allocation = self._require(request.params["id"])
-            if "totalAmount" in body:
-                total = self._amount(body, body["totalAmount"])
+            if timeout is not None and timeout <= timestamps.now():
+                raise HttpError.message(400, "New allocation timeout is in the past")
+            if total is not None:
                 if total < allocation.spent:
                     raise _problem(400, "total-below-spent",
-                                   "totalAmount is less than the amount already spent", body)
-                self._check_funds(body, total - allocation.spent, allocation.remaining)
+                                   "totalAmount is less than the amount already spent", body,
+                                   requestBody=echo)
+                self._check_funds(body, total - allocation.total, Decimal(0), echo)
                 allocation.total = total
-            if body.get("timeout") is not None:
-                allocation.timeout = self._timeout(body)
+            if timeout is not None:
+                allocation.timeout = timeout
             allocation.updated = timestamps.to_wire(timestamps.now())
             return json_response(200, allocation.wire())
 
@@ -233,8 +297,9 @@ class Payments:
 
     def decorations(self, request: Request) -> Response:
         if "%2c" in request.raw_query.lower():  # the daemon wants a literal comma
-            raise HttpError(400, "Query deserialize error: invalid type: string, expected a "
-                                 "borrowed string", "text/plain; charset=utf-8")
+            given = request.query.get("allocationIds", "")
+            raise HttpError(400, f"Query deserialize error: invalid type: string \"{given}\", "
+                                 "expected a borrowed string", TEXT)
         raw = request.query.get("allocationIds")
         if not raw:
             raise HttpError(400, "Query deserialize error: missing field `allocationIds`",
@@ -266,14 +331,11 @@ class Payments:
 
 
 def _decoration(allocations: list[Allocation]) -> dict[str, Any]:
-    properties: dict[str, str] = {}
-    for allocation in allocations:
-        properties[f"golem.com.payment.platform.{allocation.platform}.address"] = \
-            allocation.address
-    properties["golem.com.payment.protocol.version"] = "3"
-    platforms = list(dict.fromkeys(a.platform for a in allocations))
-    present = [f"(golem.com.payment.platform.{p}.address=*)" for p in platforms]
+    properties = [{"key": f"golem.com.payment.platform.{a.platform}.address", "value": a.address}
+                  for a in allocations]  # one per allocation, repeated like the daemon's
+    properties.append({"key": "golem.com.payment.protocol.version", "value": "3"})
+    present = [f"(golem.com.payment.platform.{a.platform}.address=*)" for a in allocations]
     first = present[0] if len(present) == 1 else "(|\n  " + "\n  ".join(present) + "\n)"
     version = ">2" if any(a.make_deposit for a in allocations) else ">1"
-    return {"properties": [{"key": k, "value": v} for k, v in properties.items()],
+    return {"properties": properties,
             "constraints": [first, f"(golem.com.payment.protocol.version{version})"]}

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from devnet_http import ACTIVITY, EXEC_SCRIPT, MARKET, Client
+from jobs import PAYLOAD
 
+from golemsync import CommandFailed, Golem, Script, Task, WorkContext
 from golemsync.devnet import Devnet
 
 pytestmark = pytest.mark.e2e
@@ -104,3 +108,71 @@ def test_bodies_need_a_json_content_type(client: Client, agreement: str) -> None
     assert reply.status_code == 400 and reply.text == "Content type error"
     market = client.post(f"{MARKET}/demands", data="{}", headers={"Content-Type": "text/plain"})
     assert market.status_code == 400 and market.json() == {"message": "Content type error"}
+
+
+FAILS_MID_BATCH: list[dict[str, Any]] = [*EXEC_SCRIPT[:2],
+                   {"run": {"entry_point": "/bin/echo", "args": ["one"]}},
+                   {"run": {"entry_point": "/bin/sh", "args": ["-c", "exit 3"]}},
+                   {"run": {"entry_point": "/bin/echo", "args": ["never"]}}]
+
+
+def _poll(client: Client, activity_id: str, batch_id: str,
+          **params: Any) -> tuple[Any, float]:
+    began = time.monotonic()
+    reply = client.get(f"{ACTIVITY}/activity/{activity_id}/exec/{batch_id}", params=params,
+                       timeout=400)
+    return reply, time.monotonic() - began
+
+
+def test_a_poll_past_a_failed_command_waits_out_its_timeout(client: Client,
+                                                           agreement: str) -> None:
+    """The daemon's exe-unit quirk (PROTOCOL §4.6), the devnet's default: a yapapi-style poll
+    (no commandIndex) on a batch whose command failed mid-way answers when its timeout ends;
+    a poll for the failed command itself answers at once."""
+    activity_id = client.activity(agreement)
+    batch_id = client.exec(activity_id, FAILS_MID_BATCH).json()
+    failed, _ = _poll(client, activity_id, batch_id, timeout=300, commandIndex=3)
+    assert failed.status_code == 200 and failed.json()[-1]["result"] == "Error"  # at once:
+    # with a 300 s window, the pytest timeout would fail this test had it waited
+    whole, waited = _poll(client, activity_id, batch_id, timeout=1.0)
+    assert waited >= 1.0
+    assert [i["result"] for i in whole.json()] == ["Ok"] * 3 + ["Error"]
+    later, waited = _poll(client, activity_id, batch_id, timeout=1.0, commandIndex=4)
+    assert later.status_code == 408 and waited >= 1.0
+
+
+def test_quick_failed_batch_poll_keeps_the_quick_answer(make_devnet: Any) -> None:
+    net = make_devnet(quick_failed_batch_poll=True)
+    with Client(net) as client:
+        _, sub, demand, offers = client.hired()
+        activity_id = client.activity(client.approved_agreement(sub, demand, offers[0]))
+        batch_id = client.exec(activity_id, FAILS_MID_BATCH).json()
+        # 300 s windows: the pytest timeout fails the test if either poll waits them out
+        whole, _ = _poll(client, activity_id, batch_id, timeout=300)
+        assert [i["result"] for i in whole.json()] == ["Ok"] * 3 + ["Error"]
+        later, _ = _poll(client, activity_id, batch_id, timeout=300, commandIndex=4)
+        assert later.status_code == 408
+
+
+def test_golemsync_is_not_held_up_by_a_failed_command(devnet: Devnet) -> None:
+    """golemsync polls the command it waits for, so the failed one answers at once even with
+    a poll window far beyond the pytest timeout."""
+    failures: list[str] = []
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            script = ctx.new_script(timeout=600)
+            script.run("/bin/echo", "one")
+            script.run("/bin/sh", "-c", "exit 3")
+            script.run("/bin/echo", "never")
+            try:
+                yield script
+            except CommandFailed as exc:
+                failures.append(str(exc))
+                task.reject_result("failed as planned", retry=False)
+
+    with Golem(api_url=devnet.url, app_key=devnet.app_key, budget=5, poll_timeout=300,
+               invoice_timeout=15) as golem:
+        (task,) = golem.execute_tasks(worker, [0], PAYLOAD, max_workers=1)
+    assert task.error is not None
+    assert len(failures) == 1 and "code 3" in failures[0]

@@ -3,7 +3,9 @@ devnet answers like the daemon (``../shared/LOCALNET.md`` §6), and the market s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from devnet_http import Client
@@ -63,8 +65,8 @@ def test_allocation_replies_follow_the_daemon(client: Client) -> None:
                       json={"totalAmount": "1", "timeout": "2001-01-01T00:00:00Z"})
     assert bad.status_code == 400
     problem = bad.json()
-    assert problem["requestedTimeout"] == "2001-01-01T00:00:00Z"
-    assert {"parseError", "requestedPaymentPlatform"} <= set(problem)
+    assert problem["requestedTimeout"] == "2001-01-01T00:00:00+00:00"  # as the daemon writes it
+    assert problem["instance"].endswith("/timeout-passed")
     assert client.get("/payment-api/v1/payments/status").json() == []
 
 
@@ -72,7 +74,12 @@ def test_decorations_want_a_literal_comma(client: Client) -> None:
     first = client.post("/payment-api/v1/allocations", json={"totalAmount": "1"}).json()
     second = client.post("/payment-api/v1/allocations", json={"totalAmount": "1"}).json()
     ids = f"{first['allocationId']},{second['allocationId']}"
-    assert client.get(f"/payment-api/v1/demandDecorations?allocationIds={ids}").ok
+    both = client.get(f"/payment-api/v1/demandDecorations?allocationIds={ids}").json()
+    key = "golem.com.payment.platform.erc20-holesky-tglm.address"
+    # the daemon lists each allocation's address, the same platform twice included
+    assert [p["key"] for p in both["properties"]] == [
+        key, key, "golem.com.payment.protocol.version"]
+    assert both["constraints"][0] == f"(|\n  ({key}=*)\n  ({key}=*)\n)"
     encoded = ids.replace(",", "%2C")
     refused = client.get(f"/payment-api/v1/demandDecorations?allocationIds={encoded}")
     assert refused.status_code == 400 and "borrowed string" in refused.text
@@ -85,3 +92,31 @@ def test_offers_advertise_the_vpn_the_devnet_serves(devnet: Devnet, client: Clie
                           for o in offers)
     listed = client.get("/net-api/v1/net")
     assert listed.status_code == 200 and isinstance(listed.json(), list)  # test_devnet_vpn
+
+
+def test_a_scan_streams_its_offers_as_server_sent_events(client: Client, devnet: Devnet) -> None:
+    """As the daemon does with ``Accept: text/event-stream`` (how golem-js 3.6 reads a scan):
+    one ``event: offer`` per matching offer; ending the scan ends the stream."""
+    wanted = sum(1 for spec in devnet.config.providers if spec.mem_gib >= 8)
+    scan = client.post("/market-api/v1/scan",
+                       json={"type": "offer", "constraints": "(golem.inf.mem.gib>=8)"}).json()
+    offers: list[dict[str, Any]] = []
+    with client.session.get(f"{client.base}/market-api/v1/scan/{scan}/events", stream=True,
+                            headers={"Accept": "text/event-stream"}, timeout=20) as reply:
+        assert reply.status_code == 200
+        assert reply.headers["Content-Type"] == "text/event-stream"
+        lines = reply.iter_lines(decode_unicode=True)
+        event = None
+        for line in lines:
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                assert event == "offer"
+                offers.append(json.loads(line[5:]))
+                if len(offers) == wanted:
+                    break
+        assert client.delete(f"/market-api/v1/scan/{scan}").status_code == 204
+        assert all(not line or line.startswith(":") for line in lines)  # then it ends
+    assert {o["properties"]["golem.inf.mem.gib"] >= 8 for o in offers} == {True}
+    assert len({o["providerId"] for o in offers}) == wanted
+    assert {"offerId", "providerId", "properties", "constraints", "timestamp"} == set(offers[0])

@@ -33,20 +33,64 @@ def _finished_agreement(client: Client) -> tuple[str, str, dict[str, Any]]:
     return allocation_id, agreement_id, invoice
 
 
-@pytest.mark.parametrize("body, status, instance", [
-    ({"totalAmount": "abc"}, 400, "invalid-amount"),
-    ({"totalAmount": "1", "paymentPlatform": "ERC20-HOLESKY-TGLM"}, 400, "invalid-platform"),
-    ({"totalAmount": "1", "timeout": "2001-01-01T00:00:00Z"}, 400, "timeout-in-past"),
-    ({"totalAmount": "5000"}, 400, "insufficient-account-funds"),
-    ({"totalAmount": "1", "paymentPlatform": "erc20-polygon-glm"}, 500, "account-not-registered"),
+ECHOED = {"address", "deposit", "extendTimeout", "makeDeposit", "paymentPlatform", "timeout",
+          "totalAmount"}  # the daemon's requestBody: the request as it parsed it
+
+
+@pytest.mark.parametrize("body, status, instance, keys", [
+    ({"totalAmount": "1", "timeout": "2001-01-01T00:00:00Z"}, 400, "timeout-passed",
+     {"address", "paymentPlatform", "requestedTimeout"}),
+    ({"totalAmount": "5000"}, 400, "insufficient-account-funds",
+     {"address", "paymentPlatform", "requestedFunds", "availableFunds", "reservedFunds"}),
+    ({"totalAmount": "1", "paymentPlatform": "erc20-polygon-glm"}, 500, "account-not-registered",
+     {"address", "paymentPlatform"}),
 ])
 def test_allocation_errors_are_problem_details(client: Client, body: dict[str, Any],
-                                               status: int, instance: str) -> None:
+                                               status: int, instance: str,
+                                               keys: set[str]) -> None:
+    """As measured on the daemon 0.17.6 (tests/localnet/test_differential.py)."""
     reply = client.post(f"{PAYMENT}/allocations", json=body)
     assert reply.status_code == status
     assert reply.headers["Content-Type"] == "application/problem+json"
     problem = reply.json()
+    assert problem["type"] == "/payment-api/v1/allocations/validation-error"
     assert problem["instance"].endswith(instance) and problem["detail"]
+    assert set(problem) == {"type", "detail", "instance", "requestBody", *keys}
+    assert set(problem["requestBody"]) == ECHOED
+
+
+@pytest.mark.parametrize("platform, parse_error", [
+    ("ERC20-HOLESKY-TGLM", "Validate network failed (2): Invalid network name: HOLESKY"),
+    ("erc20-nowhere-tglm", "Validate network failed (2): Invalid network name: nowhere"),
+    ("zksync-holesky-tglm", "Validate driver failed (2): Invalid driver name zksync"),
+])
+def test_a_platform_that_does_not_parse_is_a_bad_payment_platform(
+        client: Client, platform: str, parse_error: str) -> None:
+    reply = client.post(f"{PAYMENT}/allocations",
+                        json={"totalAmount": "1", "paymentPlatform": platform})
+    assert reply.status_code == 400
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    problem = reply.json()
+    assert problem["type"] == "/payment-api/v1/allocations/bad-payment-platform"
+    assert problem["parseError"] == parse_error
+    assert problem["requestedPaymentPlatform"] == platform
+    assert set(problem) == {"type", "detail", "parseError", "requestBody",
+                            "requestedPaymentPlatform"}
+
+
+@pytest.mark.parametrize("body", [{"totalAmount": "abc"}, {"totalAmount": "1", "timeout": "x"},
+                                  {"timeout": "2099-01-01T00:00:00Z"}])
+def test_values_that_do_not_deserialize_are_a_plain_text_400(client: Client,
+                                                            body: dict[str, Any]) -> None:
+    reply = client.post(f"{PAYMENT}/allocations", json=body)
+    assert reply.status_code == 400
+    assert reply.headers["Content-Type"].startswith("text/plain")
+    assert reply.text.startswith("Json deserialize error: ")
+
+
+def test_a_negative_allocation_is_accepted_like_the_daemon_does(client: Client) -> None:
+    reply = client.post(f"{PAYMENT}/allocations", json={"totalAmount": "-1"})
+    assert reply.status_code == 201 and reply.json()["remainingAmount"] == "-1"
 
 
 def test_allocation_lifecycle(client: Client) -> None:
@@ -226,3 +270,20 @@ def test_event_poll_wakes_when_an_event_arrives(client: Client) -> None:
     client.post(f"{MARKET}/agreements/{agreement_id}/terminate", json={"message": "x"})
     events = client.get(f"{PAYMENT}/invoiceEvents", params={"timeout": 30}, timeout=40)
     assert events.elapsed.total_seconds() < 10 and len(events.json()) == 1
+
+
+def test_amend_errors_follow_the_daemon(client: Client) -> None:
+    """As measured on the daemon 0.17.6: a past timeout is a plain message; too large a total
+    asks for the difference and echoes only what was sent; nothing changes on an error."""
+    allocation = client.post(f"{PAYMENT}/allocations", json={"totalAmount": "1"}).json()
+    path = f"{PAYMENT}/allocations/{allocation['allocationId']}"
+    past = client.call("PUT", path, json={"totalAmount": "2", "timeout": "2001-01-01T00:00:00Z"})
+    assert past.status_code == 400
+    assert past.json() == {"message": "New allocation timeout is in the past"}
+    too_much = client.call("PUT", path, json={"totalAmount": "100000"})
+    assert too_much.status_code == 400
+    problem = too_much.json()
+    assert problem["instance"].endswith("/insufficient-account-funds")
+    assert problem["requestBody"] == {"totalAmount": "100000"}
+    assert problem["requestedFunds"] == "99999"
+    assert client.get(path).json()["totalAmount"] == "1"

@@ -1,4 +1,8 @@
-"""Exe-unit fixtures: ``make_unit(mode=..., **provider_spec)`` and ``sandbox_mode``.
+"""Exe-unit fixtures: ``make_unit(mode=..., quick=True, **provider_spec)`` and ``sandbox_mode``.
+
+``quick`` (the default here) is the devnet's ``quick_failed_batch_poll``: ``finish`` then
+returns as soon as a command fails; ``quick=False`` is the daemon's behaviour (a poll past a
+failed command waits out its timeout), tested on its own.
 
 ``sandbox_mode`` runs a test once per way the devnet can run commands: ``bwrap`` (skipped
 when bubblewrap cannot create namespaces here), ``plain`` (the fallback with unshare's pid,
@@ -37,12 +41,14 @@ def make_unit(tmp_path: Path) -> Iterator[Callable[..., ExeUnit]]:
     units: list[ExeUnit] = []
     crashes: list[str] = []
 
-    def make(mode: Optional[str] = None, seed: int = 1, **spec: Any) -> ExeUnit:
+    def make(mode: Optional[str] = None, seed: int = 1, quick: bool = True,
+             **spec: Any) -> ExeUnit:
         provider = SimpleNamespace(**{"fail_rate": 0.0, "crash_rate": 0.0, "slow_factor": 1.0,
                                       **spec})
         unit = ExeUnit(f"act{len(units)}", workdir=tmp_path / f"a{len(units)}",
                        provider=provider, rng=random.Random(seed), gftp_root=tmp_path / "gftp",
-                       usage_vector=VECTOR, on_crash=crashes.append, sandbox_mode=mode)
+                       usage_vector=VECTOR, on_crash=crashes.append, sandbox_mode=mode,
+                       quick_failed_poll=quick)
         units.append(unit)
         return unit
 

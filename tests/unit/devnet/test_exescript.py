@@ -19,7 +19,7 @@ def test_valid_script_is_returned() -> None:
 @pytest.mark.parametrize("text, fragment", [
     ("[{\"deploy\": {}", 'Bad request: Error("expecting'),
     ("{}", "invalid type: map, expected a sequence"),
-    ("[{\"foo\": {}}]", "unknown variant `foo`, expected one of `deploy`"),
+    ("[{\"foo\": {}}]", "unknown variant `foo`, expected one of `sign`, `deploy`"),
     ("[{\"run\": {\"args\": []}}]", "missing field `entry_point`"),
     ("[{\"transfer\": {\"from\": \"x\"}}]", "missing field `to`"),
     ("[{\"deploy\": {}, \"start\": {}}]", "expected enum ExeScriptCommand"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,35 @@ def test_first_failure_ends_the_batch(make_unit: Any) -> None:
     failed = results[-1]
     assert failed["result"] == "Error" and failed["isBatchFinished"]
     assert failed["message"] == "ExeScript command exited with code 4"
+
+
+def test_a_poll_past_a_failed_command_waits_out_its_timeout(make_unit: Any) -> None:
+    """The daemon's quirk (PROTOCOL §4.6), the devnet's default: only a poll for the failed
+    command itself answers at once; one for a later command (or for the whole batch) waits its
+    whole window, then gives what there is (or 408 with a commandIndex)."""
+    unit = make_unit(quick=False)
+    finish(unit, BOOT)
+    batch = unit.exec([sh("echo one"), sh("exit 4"), sh("echo never")])
+    failed = unit.results(batch, 300, 1)  # the pytest timeout fails this if it waited
+    assert [r["result"] for r in failed] == ["Ok", "Error"]
+    began = time.monotonic()
+    items = unit.results(batch, 0.5, None)
+    assert time.monotonic() - began >= 0.5
+    assert [r["result"] for r in items] == ["Ok", "Error"] and items[-1]["isBatchFinished"]
+    began = time.monotonic()
+    with pytest.raises(ResultsTimeout):
+        unit.results(batch, 0.5, 2)
+    assert time.monotonic() - began >= 0.5
+
+
+def test_quick_failed_poll_answers_at_once(make_unit: Any) -> None:
+    unit = make_unit(quick=True)
+    finish(unit, BOOT)
+    batch = unit.exec([sh("echo one"), sh("exit 4"), sh("echo never")])
+    items = unit.results(batch, 300, None)  # the pytest timeout fails this if it waited
+    assert [r["result"] for r in items] == ["Ok", "Error"]
+    with pytest.raises(ResultsTimeout):
+        unit.results(batch, 300, 2)
 
 
 def test_results_long_poll_rules(make_unit: Any) -> None:
