@@ -34,7 +34,9 @@ Contract of ``send``:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -228,7 +230,8 @@ class RequestsTransport:
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{method} {_path(url)}: {_reason(exc)}", method=method,
                                  url=url) from exc
-        return Response(reply.status_code, reply.headers, _body(reply, request), reply.close)
+        closer = _interrupting_closer(reply) if request.stream else reply.close
+        return Response(reply.status_code, reply.headers, _body(reply, request), closer)
 
     def close(self) -> None:
         with self._lock:
@@ -236,6 +239,22 @@ class RequestsTransport:
             sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
+
+
+def _interrupting_closer(reply: requests.Response) -> Callable[[], None]:
+    """``close`` for a streamed reply that also frees a reader blocked in another thread.
+
+    Closing a socket does not wake a thread blocked reading it (it waits for its read
+    timeout); shutting the connection down does, so an event stream stops at once.
+    """
+    def close() -> None:
+        connection = getattr(reply.raw, "connection", None)  # urllib3's, while it is held
+        sock = getattr(connection, "sock", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        reply.close()
+    return close
 
 
 def _body(reply: requests.Response, request: Request) -> Iterator[bytes]:
