@@ -248,13 +248,23 @@ def _interrupting_closer(reply: requests.Response) -> Callable[[], None]:
     timeout); shutting the connection down does, so an event stream stops at once.
     """
     def close() -> None:
-        connection = getattr(reply.raw, "connection", None)  # urllib3's, while it is held
-        sock = getattr(connection, "sock", None)
-        if isinstance(sock, socket.socket):
+        sock = _socket_of(reply)
+        if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         reply.close()
     return close
+
+
+def _socket_of(reply: requests.Response) -> Optional[socket.socket]:
+    """The socket a reply is read from: urllib3's connection holds it, unless the reply is
+    delimited by the connection's end (``Connection: close``): then only http.client's
+    response file does. None when neither is found (then close waits for the read timeout)."""
+    sock = getattr(getattr(reply.raw, "connection", None), "sock", None)
+    if not isinstance(sock, socket.socket):
+        buffered = getattr(getattr(reply.raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _body(reply: requests.Response, request: Request) -> Iterator[bytes]:

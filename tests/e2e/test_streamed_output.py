@@ -231,3 +231,29 @@ def test_a_callback_needs_a_streaming_capture() -> None:
     first, second = (c.args["capture"] for c in script.commands)
     assert first == {"stdout": {"stream": {"limit": 100}}, "stderr": {"atEnd": {}}}
     assert second == {"stdout": {"atEnd": {}}, "stderr": {"stream": {}}}
+
+
+def test_a_script_timeout_ends_the_stream_and_its_threads(devnet: Devnet) -> None:
+    first_attempt: list[str] = []
+    later: list[str] = []
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            if task.attempts <= 1:  # the first attempt outlives its script's timeout
+                script = ctx.new_script(timeout=1.0)
+                run = script.run("/bin/sh", "-c", "echo started; exec sleep 60",
+                                 on_stdout=first_attempt.append)
+            else:
+                script = ctx.new_script(timeout=WAIT)
+                run = script.run("/bin/echo", "again", on_stdout=later.append)
+            yield script
+            task.accept_result(run.result().text)
+
+    with golem_for(devnet) as golem:
+        (task,) = golem.execute_tasks(worker, [0], PAYLOAD, max_workers=1)
+    assert task.result == "again\n" and task.attempts >= 2
+    assert first_attempt == ["started"]  # the line seen before the timeout was delivered
+    assert later == ["again"]
+    left = [t.name for t in threading.enumerate()
+            if t.name.startswith(("golemsync-events-", "golemsync-output-"))]
+    assert left == []

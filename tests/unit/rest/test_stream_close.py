@@ -10,13 +10,21 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
+
 from golemsync.errors import TransportError
 from golemsync.rest.transport import Request, RequestsTransport
 
 WAIT = 30.0
 
 
-def test_close_frees_a_reader_blocked_in_another_thread() -> None:
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+CHUNKED = HEAD + b"Transfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n"
+UNTIL_CLOSE = HEAD + b"Connection: close\r\n\r\nhello\n"  # as the devnet answers
+
+
+@pytest.mark.parametrize("reply", [CHUNKED, UNTIL_CLOSE], ids=["chunked", "until-close"])
+def test_close_frees_a_reader_blocked_in_another_thread(reply: bytes) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -27,8 +35,7 @@ def test_close_frees_a_reader_blocked_in_another_thread() -> None:
         connection, _ = listener.accept()
         with connection:
             connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                               b"Transfer-Encoding: chunked\r\n\r\n6\r\nhello\n\r\n")
+            connection.sendall(reply)
             done.wait(WAIT * 2)
 
     server = threading.Thread(target=serve)
