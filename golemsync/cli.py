@@ -88,6 +88,10 @@ def _register_localnet(subparsers: Any) -> None:
 def _run_localnet(args: argparse.Namespace) -> int:
     from golemsync.localnet import Localnet, LocalnetUnavailable
 
+    if args.providers < 1:
+        print(f"error: --providers must be at least 1 (got {args.providers})", file=sys.stderr)
+        return 2
+
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -119,8 +123,29 @@ COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
 ]
 
 
+DESCRIPTION = """\
+golemsync: rent computers on the Golem Network from plain Python.
+
+Without a daemon, `golemsync devnet` runs a local test network; the two `export` lines it
+prints point any Golem client (and the other commands here) at it. With a yagna daemon, set
+YAGNA_APPKEY (and YAGNA_API_URL when it is not http://127.0.0.1:7465), then check the
+connection with `golemsync status`.
+"""
+
+EPILOG = """\
+examples:
+  golemsync devnet                        # a local network in the foreground (Ctrl-C stops)
+  golemsync status                        # is the daemon reachable, is the key right?
+  golemsync offers --min-mem-gib 2        # providers that would take the job, with prices
+  golemsync estimate --tasks 100 --seconds-per-task 30 --budget 1
+
+`golemsync COMMAND --help` describes each command's options.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="golemsync", description=__doc__)
+    parser = argparse.ArgumentParser(prog="golemsync", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for _, register in COMMANDS:
         register(subparsers)

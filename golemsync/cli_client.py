@@ -147,6 +147,8 @@ def _fail(args: argparse.Namespace, message: str) -> int:
 def run_offers(args: argparse.Namespace) -> int:
     from .errors import GolemError
 
+    if not args.timeout > 0:
+        return _fail(args, f"--timeout must be positive (got {args.timeout})")
     try:
         offers = scan(args)
     except GolemError as exc:
@@ -168,6 +170,9 @@ def run_estimate(args: argparse.Namespace) -> int:
         budget = None if args.budget is None else to_decimal(args.budget)
     except ValueError:
         return _fail(args, f"--budget must be a number of GLM, got {args.budget!r}")
+    problem = _estimate_problem(args)
+    if problem is not None:  # before listening to the market for --timeout seconds
+        return _fail(args, problem)
     try:
         with _market(args) as (client, config, properties, constraints):
             offers, seen, refused = collect_offers(
@@ -185,6 +190,20 @@ def run_estimate(args: argparse.Namespace) -> int:
                            "the --min-* requirements and YAGNA_SUBNET)")
     print(json.dumps(estimate.to_dict(), indent=2) if args.json else str(estimate))
     return 0 if estimate.covered else 1
+
+
+def _estimate_problem(args: argparse.Namespace) -> Optional[str]:
+    if args.tasks < 1:
+        return f"--tasks must be at least 1 (got {args.tasks})"
+    if args.max_workers < 1:
+        return f"--max-workers must be at least 1 (got {args.max_workers})"
+    if not args.seconds_per_task > 0:
+        return f"--seconds-per-task must be positive (got {args.seconds_per_task})"
+    if args.startup_seconds < 0:
+        return f"--startup-seconds must be 0 or more (got {args.startup_seconds})"
+    if not args.timeout > 0:
+        return f"--timeout must be positive (got {args.timeout})"
+    return None
 
 
 @contextlib.contextmanager

@@ -31,6 +31,9 @@ Output = Union[str, bytes, None]
 #: A progress callback: ``(bytes moved so far, total bytes or None)``.
 Progress = Callable[[int, Optional[int]], None]
 
+#: An output callback: one line of a running command's stdout or stderr (without its line end).
+LineCallback = Callable[[str], None]
+
 # The golemsync devnet's note on a stream cut at its capture limit (devnet/capture.py).
 _TRUNCATED = re.compile(r"\b(?:stdout|stderr) truncated at \d+ MiB")
 _EXIT_CODE = re.compile(r"exited with code (-?\d+)")
@@ -88,7 +91,9 @@ class Command:
     rewrite ``args`` (e.g. publish a file and put its URL in); ``finish(result)`` turns a
     successful result into the Future's value (e.g. read a downloaded file) and a hook that
     raises fails the Future with that exception; ``cleanup(ok)`` runs once in
-    :meth:`release`. ``on_progress`` receives transfer progress while the batch runs.
+    :meth:`release`. ``on_progress`` receives transfer progress while the batch runs, and
+    ``on_output`` (``{"stdout": callback, "stderr": callback}``, either key optional) the lines
+    of a ``run`` command's output (see :mod:`golemsync.streaming`).
     """
 
     def __init__(
@@ -101,11 +106,13 @@ class Command:
         finish: Optional[Callable[[CommandResult], Any]] = None,
         cleanup: Optional[Callable[[bool], None]] = None,
         on_progress: Optional[Progress] = None,
+        on_output: Optional[Mapping[str, LineCallback]] = None,
     ) -> None:
         self.name = name
         self.args: dict[str, Any] = dict(args)
         self.provider = provider
         self.on_progress = on_progress
+        self.on_output: dict[str, LineCallback] = dict(on_output or {})
         self.future: Future[Any] = Future()
         self._prepare = prepare
         self._finish = finish

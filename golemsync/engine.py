@@ -450,7 +450,10 @@ class Golem:
     def _iterate(self, job: Job, draw: bool, total: Optional[int],
                  check: Optional[Callable[[], None]] = None) -> Iterator[Task[Any]]:
         error: Optional[BaseException] = None
-        bar = show_progress.ProgressBar(total, lambda: self.spent) if draw else None
+        payments = self._payments
+        bar = show_progress.ProgressBar(
+            total, lambda: payments.agreements() if payments is not None else [],
+            job_id=job.id) if draw else None
         unsubscribe = self._events.subscribe(bar) if bar is not None else None
         try:
             if job.journal is not None:
@@ -461,6 +464,8 @@ class Golem:
             for task in job.results():
                 if job.journal is not None and task.status is TaskStatus.DONE:
                     job.journal.task_done(task)  # committed before the caller sees it
+                if bar is not None and task.resumed:
+                    bar.task_resumed()
                 yield task
         except BaseException as exc:
             error = exc

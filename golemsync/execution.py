@@ -18,6 +18,11 @@ The activity's liveness is checked (``GET .../state``) only when something looks
 * a 408 comes back well before its window ended: the batch stopped without reaching the command
   (the devnet answers so when the exe-unit crashed); counted like an error;
 * no command settled for :attr:`BatchRunner.LIVENESS_INTERVAL` seconds of empty polls.
+
+Only when a command has a progress or output callback is the batch's event stream opened too,
+followed by a :class:`~golemsync.streaming.BatchListener` on its own threads (never this one):
+polling and the Futures do not wait for the callbacks, and the batch ends for the worker once
+the callbacks got everything (bounded; see :mod:`golemsync.streaming`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol
 
@@ -34,28 +39,20 @@ from .errors import (
     ActivityTerminated,
     ApiError,
     AuthenticationError,
-    GolemError,
     JobTimeout,
     PollTimeout,
     ProtocolError,
 )
 from .events import CommandFinished, Event, ScriptSent
-from .rest.wire import ActivityState, ExeScriptCommandResult, RuntimeEvent
+from .rest.wire import ActivityState, ExeScriptCommandResult
 from .script import Script
+from .streaming import BatchListener, EventStream
 
 logger = logging.getLogger(__name__)
 
 
 class ScriptTimeout(JobTimeout):
     """A script or its task ran past its deadline on a provider."""
-
-
-class EventStream(Protocol):
-    """A batch's runtime events (``ActivityApi.stream_exec_results``)."""
-
-    def __iter__(self) -> Iterator[RuntimeEvent]: ...
-
-    def close(self) -> None: ...
 
 
 class ActivityCalls(Protocol):
@@ -111,7 +108,8 @@ class BatchRunner:
         run"). Commands whose Future was cancelled before sending are left out of the batch.
         """
         commands = script.seal()
-        listener: Optional[ProgressListener] = None
+        listener: Optional[BatchListener] = None
+        completed = False  # every sent command settled by its provider's result
         error: Optional[BaseException] = None
         ok = False
         try:
@@ -120,9 +118,10 @@ class BatchRunner:
                 batch_id = self._activity.exec(self._activity_id, [c.wire() for c in sent])
                 self._emit(ScriptSent(provider_id=self._provider_id, provider_name=self._provider,
                                       commands=len(sent)))
-                if any(c.on_progress is not None for c in sent):
-                    listener = ProgressListener(self._activity, self._activity_id, batch_id, sent)
+                if any(c.on_progress is not None or c.on_output for c in sent):
+                    listener = BatchListener(self._activity, self._activity_id, batch_id, sent)
                 self._follow(script, sent, batch_id, deadline)
+                completed = True
             error = next((c.error for c in sent if c.error is not None), None)
             ok = error is None
         except BaseException as exc:
@@ -131,7 +130,7 @@ class BatchRunner:
             raise
         finally:
             if listener is not None:
-                listener.stop()
+                listener.finish(completed=completed)
             for command in commands:
                 command.release(ok)
         return error
@@ -241,79 +240,3 @@ class _Watch:
     def progressed(self, now: float) -> None:
         self.quiet_since = now
         self.errors = 0
-
-
-class ProgressListener:
-    """Follows a batch's runtime events and hands transfer progress to the callbacks.
-
-    Runs on its own thread (``golemsync-progress-...``) while the batch runs; callbacks run
-    there too, so a slow one never delays result polling. The stream is read with a short
-    read timeout, so :meth:`stop` is noticed within it; after an idle timeout the stream is
-    opened again (progress values already delivered are not repeated).
-    """
-
-    READ_TIMEOUT = 1.0
-
-    def __init__(self, activity: ActivityCalls, activity_id: str, batch_id: str,
-                 commands: Sequence[Command]) -> None:
-        self._activity = activity
-        self._ids = (activity_id, batch_id)
-        self._callbacks = [c.on_progress for c in commands]  # by index in the batch
-        self._stop = threading.Event()
-        self._delivered: dict[int, int] = {}  # command index -> bytes last reported
-        self._thread = threading.Thread(target=self._run,
-                                        name=f"golemsync-progress-{batch_id[:8]}")
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = self._activity.stream_exec_results(*self._ids,
-                                                            read_timeout=self.READ_TIMEOUT)
-            except GolemError as exc:
-                logger.info("no progress for batch %s: %s", self._ids[1], exc)
-                return
-            try:
-                if self._follow(stream):
-                    return
-            finally:
-                stream.close()
-
-    def _follow(self, stream: EventStream) -> bool:
-        """Read events until the batch ends (True) or the stream idles/breaks (False)."""
-        last = len(self._callbacks) - 1
-        try:
-            for event in stream:
-                if event.kind == "progress":
-                    self._deliver(event.index, event.payload)
-                elif event.kind == "finished" and (event.index >= last or _failed(event)):
-                    return True
-                if self._stop.is_set():
-                    return True
-        except GolemError:
-            return self._stop.is_set()
-        return True
-
-    def _deliver(self, index: int, payload: Any) -> None:
-        try:
-            callback = self._callbacks[index]
-            moved, total = payload["progress"]
-        except (IndexError, KeyError, TypeError, ValueError):
-            return
-        if callback is None or moved <= self._delivered.get(index, -1):
-            return
-        self._delivered[index] = moved
-        try:
-            callback(int(moved), None if total is None else int(total))
-        except Exception:
-            logger.exception("progress callback raised")
-
-    def stop(self) -> None:
-        """Ask the listener to end and wait for it (at most about the read timeout)."""
-        self._stop.set()
-        self._thread.join(self.READ_TIMEOUT + 5)
-
-
-def _failed(event: RuntimeEvent) -> bool:
-    payload = event.payload if isinstance(event.payload, dict) else {}
-    return bool(payload.get("return_code"))

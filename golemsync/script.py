@@ -21,14 +21,14 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from .command import Command, CommandResult, Output, Progress, result_from_wire
+from .command import Command, CommandResult, LineCallback, Output, Progress, result_from_wire
 from .errors import StorageError
 
 if TYPE_CHECKING:
     from .storage.base import Published, Receiving, StorageProvider
 
-__all__ = ["Command", "CommandResult", "Output", "Progress", "Script", "ScriptOwner",
-           "json_bytes", "result_from_wire"]
+__all__ = ["Command", "CommandResult", "LineCallback", "Output", "Progress", "Script",
+           "ScriptOwner", "json_bytes", "result_from_wire"]
 
 
 class ScriptOwner(Protocol):
@@ -88,12 +88,22 @@ class Script:
         env: Optional[Mapping[str, str]] = None,
         stdout: Optional[Mapping[str, Any]] = None,
         stderr: Optional[Mapping[str, Any]] = None,
+        on_stdout: Optional[LineCallback] = None,
+        on_stderr: Optional[LineCallback] = None,
     ) -> Future[CommandResult]:
         """Run ``command`` (an absolute path inside the VM) with ``args``.
 
+        The Future gives a :class:`CommandResult` (``.stdout``, ``.stderr``, ``.text``,
+        ``.exit_code``); a non-zero exit fails it with :class:`~golemsync.errors.CommandFailed`.
         Output is captured whole by default (``{"atEnd": {}}``); pass another capture mode as
         ``stdout=``/``stderr=`` (e.g. ``{"atEnd": {"tail": 4096}}``). ``env`` sets variables for
         this command only (through ``/usr/bin/env``, which VM images provide).
+
+        ``on_stdout(line)`` / ``on_stderr(line)`` receive the output line by line *while the
+        command runs* (the capture becomes ``{"stream": {}}``, which also keeps everything for
+        the result). They run on a thread of their own, never delay the Future, and an
+        exception they raise is logged, not fatal; see :mod:`golemsync.streaming` for lines,
+        buffering and ordering.
         """
         if not command.startswith("/"):
             raise ValueError(f"run() needs an absolute path inside the VM, got {command!r}")
@@ -102,10 +112,16 @@ class Script:
             argv = [f"{k}={v}" for k, v in env.items()] + [command, *argv]
             command = "/usr/bin/env"
         capture = {
-            "stdout": dict(stdout) if stdout is not None else {"atEnd": {}},
-            "stderr": dict(stderr) if stderr is not None else {"atEnd": {}},
+            "stdout": _capture("stdout", stdout, on_stdout),
+            "stderr": _capture("stderr", stderr, on_stderr),
         }
-        return self.add("run", {"entry_point": command, "args": argv, "capture": capture})
+        on_output = {name: callback for name, callback in
+                     (("stdout", on_stdout), ("stderr", on_stderr)) if callback is not None}
+        for name, callback in on_output.items():
+            if not callable(callback):
+                raise TypeError(f"on_{name} must be callable, got {type(callback).__name__}")
+        return self.add("run", {"entry_point": command, "args": argv, "capture": capture},
+                        on_output=on_output)
 
     # -- file transfer ----------------------------------------------------------------------
     def send_file(
@@ -218,6 +234,17 @@ class Script:
             raise RuntimeError("a script can be executed only once")
         self._sent = True
         return list(self.commands)
+
+
+def _capture(name: str, mode: Optional[Mapping[str, Any]],
+             callback: Optional[LineCallback]) -> dict[str, Any]:
+    """The capture mode of one output stream (a callback needs a streaming one)."""
+    if mode is None:
+        return {"stream": {}} if callback is not None else {"atEnd": {}}
+    if callback is not None and "stream" not in mode:
+        raise ValueError(f"on_{name} needs {name} captured as a stream, e.g. "
+                         f"{name}={{'stream': {{}}}} (or leave {name}= out); got {dict(mode)!r}")
+    return dict(mode)
 
 
 def _with_hash(url: str) -> str:

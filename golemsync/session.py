@@ -35,7 +35,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from .context import WorkContext
+from .context import Usage, WorkContext
 from .errors import (
     ActivityTerminated,
     ApiError,
@@ -322,9 +322,20 @@ class ProviderSession:
         ctx = WorkContext(
             hire.provider_id, hire.provider_name, hire.agreement_id, activity_id,
             _execute=self._execute, _storage=self._storage,
+            _usage=lambda: self._read_usage(activity_id), _pricing=hire.pricing,
         )
         deploy_and_start(ctx, self._emit)
         return ctx
+
+    def _read_usage(self, activity_id: str) -> Usage:
+        """The activity's usage counters by name (the agreement's usage vector)."""
+        reply = self._activity.get_usage(activity_id)
+        names = self.hire.properties.get("golem.com.usage.vector")
+        values = reply.current_usage or []
+        if not isinstance(names, list) or len(names) != len(values):
+            raise ProtocolError(f"usage of the activity on {self.hire.provider_name} does not "
+                                f"match the agreed usage vector: {values!r} for {names!r}")
+        return Usage({str(n): float(v) for n, v in zip(names, values)})
 
     def interrupt(self) -> None:
         """The job is stopping (``stop`` is set): destroy the activity now, from the stopping

@@ -148,8 +148,9 @@ class RuntimeEventStream:
             raise ProtocolError(f"runtime event is not JSON: {text[:200]!r}") from exc
 
     def close(self) -> None:
-        """Close the stream. Call it from the thread that iterates (or after it stopped): a
-        reader blocked in another thread is only freed by the stream's read timeout."""
+        """Close the stream, from any thread: with the default transport a reader blocked in
+        another thread is freed at once (its iteration ends); other transports may free it only
+        at the stream's read timeout."""
         with self._lock:
             if self._closed:
                 return

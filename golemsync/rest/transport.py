@@ -38,7 +38,9 @@ Contract of ``send``:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -235,7 +237,8 @@ class RequestsTransport:
         except requests.exceptions.RequestException as exc:
             raise TransportError(f"{method} {_path(url)}: {_reason(exc)}", method=method,
                                  url=url) from exc
-        return Response(reply.status_code, reply.headers, _body(reply, request), reply.close)
+        closer = _interrupting_closer(reply) if request.stream else reply.close
+        return Response(reply.status_code, reply.headers, _body(reply, request), closer)
 
     def close(self) -> None:
         with self._lock:
@@ -303,9 +306,14 @@ class Urllib3Transport:
         def close() -> None:
             if reply.closed:
                 reply.release_conn()  # read to the end: the connection is clean for reuse
-            else:
-                reply.close()  # a body left unread: the connection cannot be reused
-                reply.release_conn()
+                return
+            if request.stream:  # wake a reader blocked on it in another thread
+                sock = _raw_socket(reply)
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+            reply.close()  # a body left unread: the connection cannot be reused
+            reply.release_conn()
 
         return Response(reply.status, reply.headers, _raw_body(reply, request), close)
 
@@ -331,6 +339,38 @@ def _raw_body(reply: Any, request: Request) -> Iterator[bytes]:
     except (Urllib3Error, OSError, ValueError, AttributeError) as exc:
         # ValueError/AttributeError: the response was closed under the reader
         raise _broken(request, exc) from exc
+
+
+def _interrupting_closer(reply: requests.Response) -> Callable[[], None]:
+    """``close`` for a streamed reply that also frees a reader blocked in another thread.
+
+    Closing a socket does not wake a thread blocked reading it (it waits for its read
+    timeout); shutting the connection down does, so an event stream stops at once.
+    """
+    def close() -> None:
+        sock = _socket_of(reply)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        reply.close()
+    return close
+
+
+def _socket_of(reply: requests.Response) -> Optional[socket.socket]:
+    """The socket a reply is read from (see :func:`_raw_socket`)."""
+    return _raw_socket(reply.raw)
+
+
+def _raw_socket(raw: Any) -> Optional[socket.socket]:
+    """The socket a urllib3 reply is read from: urllib3's connection holds it, unless the
+    reply is delimited by the connection's end (``Connection: close``): then only
+    http.client's response file does. None when neither is found (then close waits for the
+    read timeout)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if not isinstance(sock, socket.socket):
+        buffered = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(buffered, "raw", None), "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _body(reply: requests.Response, request: Request) -> Iterator[bytes]:
