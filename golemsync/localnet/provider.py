@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import requests
 
@@ -44,6 +44,7 @@ from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
 from golemsync.devnet.exeunit import ExeUnit
 from golemsync.devnet.invoicing import cost
 from golemsync.devnet.providers import offer_properties
+from golemsync.localnet.bus import BusClient, BusError, RemoteGftp
 from golemsync.localnet.gsbservice import BoundService, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -73,8 +74,11 @@ class LocalProvider:
     """A provider program on one node (see the module docstring)."""
 
     def __init__(self, *, name: str, api_url: str, app_key: str, node_id: str,
-                 spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int) -> None:
+                 spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int,
+                 gsb_url: Optional[str] = None) -> None:
         self.name = name
+        self._gsb_url = gsb_url
+        self._bus: Optional[BusClient] = None  # opened on start when gsb_url is given
         self.node_id = node_id
         self.spec = spec
         self._config = config
@@ -98,7 +102,12 @@ class LocalProvider:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Publish the offer and start the threads."""
+        """Connect to the node's service bus, publish the offer and start the threads."""
+        if self._gsb_url:
+            try:
+                self._bus = BusClient(self._gsb_url, name=f"golemsync-provider-{self.name}")
+            except BusError as exc:
+                raise ProviderError(f"provider {self.name}: {exc}") from None
         self.offer_id = str(self._call("POST", "/market-api/v1/offers", json={
             "properties": self.properties, "constraints": self.constraints}))
         for role, target in (("market", self._market_loop),
@@ -134,6 +143,8 @@ class LocalProvider:
             self._activities.clear()
         for activity in activities:
             self._end_activity(activity)
+        if self._bus is not None:
+            self._bus.close()
         self._http.close()
 
     def _guard(self, target: Any) -> None:
@@ -208,7 +219,8 @@ class LocalProvider:
         unit = ExeUnit(activity_id, workdir=self._workdir / activity_id, provider=self.spec,
                        rng=random.Random(self._rng.getrandbits(64)),
                        gftp_root=self._workdir / "gftp", usage_vector=USAGE_VECTOR,
-                       on_crash=lambda reason: None)
+                       on_crash=lambda reason: None,
+                       gsb=cast(Any, RemoteGftp(self._bus)) if self._bus is not None else None)
         activity = _Activity(activity_id, agreement_id, unit)
         try:
             activity.service = BoundService(
