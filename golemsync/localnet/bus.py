@@ -56,7 +56,10 @@ def _load_packet_class() -> Any:
     pool = descriptor_pool.DescriptorPool()
     for proto in files.file:
         pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("GSB_API.Packet"))
+    packet = pool.FindMessageTypeByName("GSB_API.Packet")
+    if hasattr(message_factory, "GetMessageClass"):  # protobuf 4.22 and later
+        return message_factory.GetMessageClass(packet)
+    return message_factory.MessageFactory(pool).GetPrototype(packet)  # pragma: no cover
 
 
 Packet = _load_packet_class()
@@ -67,7 +70,7 @@ class BusError(RuntimeError):
 
 
 def encode_frame(packet: Any) -> bytes:
-    body = packet.SerializeToString()
+    body: bytes = packet.SerializeToString()
     return struct.pack(">I", len(body)) + body
 
 
@@ -178,6 +181,11 @@ class BusClient:
 
         raw.add_done_callback(settle)
         return typed
+
+    @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed is not None
 
     def close(self) -> None:
         """Shut the socket, join the reader, fail every call still waiting. Idempotent."""
@@ -305,12 +313,51 @@ def _connect(gsb_url: str, timeout: float) -> socket.socket:
     raise BusError(f"unsupported GSB_URL {gsb_url!r}: expected tcp://host:port or unix:/path")
 
 
+class BusLink:
+    """A node's bus connection that is opened again when it broke (the node restarted...).
+
+    ``get`` gives the live :class:`BusClient`, connecting when there is none; ``close``
+    closes it for good. Thread-safe.
+    """
+
+    def __init__(self, gsb_url: str, *, name: str = "golemsync-localnet",
+                 connect_timeout: float = 10.0) -> None:
+        self.gsb_url = gsb_url
+        self._name = name
+        self._timeout = connect_timeout
+        self._lock = threading.Lock()  # guards _client and _closed; held while connecting
+        self._client: Optional[BusClient] = None
+        self._closed = False
+
+    def get(self) -> BusClient:
+        with self._lock:
+            if self._closed:
+                raise GsbCallError("the provider's bus link is closed")
+            if self._client is None or self._client.closed:
+                if self._client is not None:
+                    self._client.close()
+                try:
+                    self._client = BusClient(self.gsb_url, name=self._name,
+                                             connect_timeout=self._timeout)
+                except BusError as exc:
+                    self._client = None
+                    raise GsbCallError(str(exc)) from None
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
 class RemoteGftp:
     """What the devnet's exe-unit asks for gftp URLs, served over a node's bus: every
     ``gftp://<node>/<name>`` is the service ``/public/gftp/<name>`` on that node."""
 
-    def __init__(self, bus: BusClient) -> None:
-        self._bus = bus
+    def __init__(self, link: BusLink | BusClient) -> None:
+        self._link = link
 
     def gftp_service(self, url: str) -> Optional[RemoteService]:
         scheme = "gftp://"
@@ -319,15 +366,17 @@ class RemoteGftp:
         node, _, name = url[len(scheme):].partition("/")
         if not node or not name or "/" in name:
             return None
-        return RemoteService(self._bus, remote_address(node, f"/public/gftp/{name}"))
+        return RemoteService(self._link, remote_address(node, f"/public/gftp/{name}"))
 
 
 class RemoteService:
     """A remote service, called like a devnet :class:`~golemsync.devnet.gsb.GsbService`."""
 
-    def __init__(self, bus: BusClient, address: str) -> None:
+    def __init__(self, link: BusLink | BusClient, address: str) -> None:
         self.address = address
-        self._bus = bus
+        self._link = link
 
     def call(self, component: str, payload: Mapping[str, Any]) -> Future[Any]:
-        return self._bus.call(self.address, component, payload)
+        """Send one call (:class:`GsbCallError` when the bus cannot be reached)."""
+        client = self._link.get() if isinstance(self._link, BusLink) else self._link
+        return client.call(self.address, component, payload)

@@ -16,6 +16,11 @@ the localnet. It speaks only its node's REST API and GSB API (LOCALNET.md §5):
   ``Initialized`` (the requestor's ``POST /activity`` returns on that); it follows the exe-unit's
   state into the daemon (``PUT .../state``) after every batch; on ``DestroyActivity`` it
   stops the exe-unit and unbinds;
+* **transfers**: the exe-unit's ``transfer`` commands with ``gftp://<requestor>/<name>`` URLs
+  call the requestor's ``/public/gftp/<name>`` over the Golem net through the node's service
+  bus (:mod:`golemsync.localnet.bus`, one connection per provider, reopened if it breaks):
+  ``GetMetadata``/``GetChunk`` to fetch, ``UploadChunk``/``UploadFinished`` to push, a window
+  of chunks in flight, SHA3-256 checked at both ends;
 * **billing** (thread ``billing``): every ``debit_note_interval`` seconds a cumulative debit
   note (linear price × usage) per running activity, sent through the payment API.
 
@@ -42,9 +47,10 @@ from golemsync import money, timestamps
 from golemsync.devnet.config import USAGE_VECTOR, DevnetConfig, ProviderSpec
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
 from golemsync.devnet.exeunit import ExeUnit
+from golemsync.devnet.gsb import GsbCallError
 from golemsync.devnet.invoicing import cost
 from golemsync.devnet.providers import offer_properties
-from golemsync.localnet.bus import BusClient, BusError, RemoteGftp
+from golemsync.localnet.bus import BusLink, RemoteGftp
 from golemsync.localnet.gsbservice import BoundService, ServiceError
 
 logger = logging.getLogger(__name__)
@@ -77,8 +83,8 @@ class LocalProvider:
                  spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int,
                  gsb_url: Optional[str] = None) -> None:
         self.name = name
-        self._gsb_url = gsb_url
-        self._bus: Optional[BusClient] = None  # opened on start when gsb_url is given
+        # The node's service bus, for transfers: calls the requestor's gftp services.
+        self._bus = BusLink(gsb_url, name=f"golemsync-provider-{name}") if gsb_url else None
         self.node_id = node_id
         self.spec = spec
         self._config = config
@@ -102,11 +108,11 @@ class LocalProvider:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Connect to the node's service bus, publish the offer and start the threads."""
-        if self._gsb_url:
+        """Check the node's service bus answers, publish the offer and start the threads."""
+        if self._bus is not None:
             try:
-                self._bus = BusClient(self._gsb_url, name=f"golemsync-provider-{self.name}")
-            except BusError as exc:
+                self._bus.get()
+            except GsbCallError as exc:
                 raise ProviderError(f"provider {self.name}: {exc}") from None
         self.offer_id = str(self._call("POST", "/market-api/v1/offers", json={
             "properties": self.properties, "constraints": self.constraints}))
