@@ -21,6 +21,9 @@ the localnet. It speaks only its node's REST API and GSB API (LOCALNET.md §5):
   bus (:mod:`golemsync.localnet.bus`, one connection per provider, reopened if it breaks):
   ``GetMetadata``/``GetChunk`` to fetch, ``UploadChunk``/``UploadFinished`` to push, a window
   of chunks in flight, SHA3-256 checked at both ends;
+* **usage** (thread ``usage``): every second each running activity's usage goes to the node's
+  local activity service over the bus, the exe-unit's heartbeat without which the node
+  destroys an activity after 10 s;
 * **billing** (thread ``billing``): every ``debit_note_interval`` seconds a cumulative debit
   note (linear price × usage) per running activity, sent through the payment API.
 
@@ -35,6 +38,7 @@ import random
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
@@ -56,6 +60,8 @@ from golemsync.localnet.gsbservice import BoundService, ServiceError
 logger = logging.getLogger(__name__)
 
 POLL = 2.0  # seconds of every long-poll: bounds how long stop() waits for a thread
+USAGE_INTERVAL = 1.0  # seconds between usage reports (the node's limits: 5 s, then 10 s)
+ACTIVITY_LOCAL = "/local/activity"  # the node's activity service for its exe-units
 EXEUNIT_COMPONENTS = ("Exec", "GetExecBatchResults", "GetRunningCommand", "GetActivityState",
                       "GetActivityUsage")
 
@@ -119,7 +125,8 @@ class LocalProvider:
         for role, target in (("market", self._market_loop),
                              ("agreements", self._agreement_loop),
                              ("activity", self._activity_loop),
-                             ("billing", self._billing_loop)):
+                             ("billing", self._billing_loop),
+                             ("usage", self._usage_loop)):
             thread = threading.Thread(target=self._guard, args=(target,),
                                       name=f"golemsync-ln-{self.name}-{role}")
             self._threads.append(thread)
@@ -304,6 +311,36 @@ class LocalProvider:
         if component == "GetActivityUsage":
             return {"currentUsage": unit.usage(), "timestamp": int(time.time())}
         raise ServiceError("badRequest", f"unsupported message {component}")
+
+    # -- the exe-unit's heartbeat -------------------------------------------------------------
+    def _usage_loop(self) -> None:
+        """Report every running activity's usage to the node each second, as an exe-unit does.
+
+        The provider node's activity monitor marks an activity Unresponsive when its usage
+        has not been reported for 5 s and destroys it after 10 s (``UNRESPONSIVE_LIMIT_SECONDS``,
+        ``INACTIVITY_LIMIT_SECONDS``); the only way to report it is the node's local activity
+        service on the bus (``/local/activity/SetActivityUsage``).
+        """
+        if self._bus is None:
+            return
+        while not self._stop.wait(USAGE_INTERVAL):
+            with self._lock:
+                running = list(self._activities.values())
+            for activity in running:
+                self._report_usage(activity)
+
+    def _report_usage(self, activity: _Activity) -> None:
+        assert self._bus is not None
+        message = {"activityId": activity.activity_id, "timeout": None,
+                   "usage": {"currentUsage": [float(v) for v in activity.unit.usage()],
+                             "timestamp": int(time.time())}}
+        try:
+            self._bus.get().call(ACTIVITY_LOCAL, "SetActivityUsage", message).result(
+                POLL + 10)
+        except (GsbCallError, FutureTimeout) as exc:
+            if not self._stop.is_set():
+                logger.warning("localnet provider %s: usage of %s not reported: %s",
+                               self.name, activity.activity_id, exc)
 
     # -- payments ----------------------------------------------------------------------------
     def _billing_loop(self) -> None:
