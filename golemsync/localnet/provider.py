@@ -229,6 +229,14 @@ class LocalProvider:
                         self._end_activity(activity)
 
     def _create_activity(self, activity_id: str, agreement_id: str) -> None:
+        with self._lock:
+            invoiced = agreement_id in self._invoiced
+        if invoiced:  # created while the agreement was being terminated: it cannot run
+            logger.info("localnet provider %s: activity %s of ended agreement %s refused",
+                        self.name, activity_id, agreement_id)
+            self._quiet("PUT", f"/activity-api/v1/activity/{activity_id}/state",
+                        json={"state": ["Terminated", None]})
+            return
         unit = ExeUnit(activity_id, workdir=self._workdir / activity_id, provider=self.spec,
                        rng=random.Random(self._rng.getrandbits(64)),
                        gftp_root=self._workdir / "gftp", usage_vector=USAGE_VECTOR,
@@ -377,13 +385,31 @@ class LocalProvider:
             total = sum((self._finals.get(a, Decimal(0)) for a in activity_ids), Decimal(0))
         due = timestamps.to_wire(timestamps.now() + timedelta(
             seconds=self._config.invoice_due_seconds))
-        invoice = self._quiet("POST", "/payment-api/v1/invoices", json={
-            "agreementId": agreement_id, "activityIds": activity_ids,
-            "amount": money.to_wire(total), "paymentDueDate": due})
-        if isinstance(invoice, dict) and invoice.get("invoiceId"):
-            self._quiet("POST", f"/payment-api/v1/invoices/{invoice['invoiceId']}/send")
-            logger.info("localnet provider %s: invoice %s for %s GLM sent", self.name,
-                        invoice["invoiceId"], money.to_wire(total))
+        listed = list(activity_ids)
+        while True:
+            invoice = self._quiet("POST", "/payment-api/v1/invoices", json={
+                "agreementId": agreement_id, "activityIds": listed,
+                "amount": money.to_wire(total), "paymentDueDate": due})
+            if not isinstance(invoice, dict) or not invoice.get("invoiceId"):
+                return
+            invoice_id = invoice["invoiceId"]
+            try:
+                self._call("POST", f"/payment-api/v1/invoices/{invoice_id}/send")
+                break
+            except (ProviderError, requests.RequestException) as exc:
+                # The requestor's node refuses an invoice naming an activity it never heard
+                # of (its requestor was killed while the activity was being created): cancel
+                # it and send the invoice again without that activity.
+                unknown = [a for a in listed if a in str(exc)] \
+                    if "Not found" in str(exc) else []
+                logger.warning("localnet provider %s: sending invoice %s: %s", self.name,
+                               invoice_id, exc)
+                if not unknown:
+                    return
+                self._quiet("POST", f"/payment-api/v1/invoices/{invoice_id}/cancel")
+                listed = [a for a in listed if a not in unknown]
+        logger.info("localnet provider %s: invoice %s for %s GLM sent", self.name,
+                    invoice_id, money.to_wire(total))
 
     # -- HTTP --------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

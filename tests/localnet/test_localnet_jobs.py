@@ -9,7 +9,6 @@ import pytest
 from localnet_helpers import PAYLOAD, echo_worker, golem_on
 
 from golemsync import Script, Task, WorkContext
-
 from golemsync.localnet import Localnet
 
 pytestmark = pytest.mark.timeout(180)

@@ -22,7 +22,7 @@ from golemsync.localnet import Localnet
 
 # The devnet crash test's helpers (the example's command line, the journal reader, the kill).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from test_journal_crash import SLICES, WORD, example, journal_tasks, kill_when  # noqa: E402
+from test_journal_crash import SLICES, WORD, example, journal_tasks, kill_when
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -34,7 +34,7 @@ def journal_rows(path: Path, table: str) -> list[dict[str, Any]]:
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]  # noqa: S608
+        return [dict(row) for row in db.execute(f"SELECT * FROM {table}")]
     except sqlite3.OperationalError:  # the schema is not there yet
         return []
     finally:
