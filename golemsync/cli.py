@@ -7,10 +7,12 @@ Other modules add verbs by appending a ``(name, register)`` pair to :data:`COMMA
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from golemsync.cli_client import register_estimate, register_offers, register_status
@@ -114,9 +116,93 @@ def _run_localnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _register_yagna(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "yagna", help="run a requestor yagna node for the real Golem network "
+                      "(start | stop | status; needs golemsync[localnet])")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, text in (("start", "start the node in the background and print export lines"),
+                       ("stop", "stop the node started by `golemsync yagna start`"),
+                       ("status", "the node's process, REST API and payment status")):
+        sub = verbs.add_parser(verb, help=text)
+        sub.add_argument("--data-dir", type=Path, default=None,
+                         help="the node's data dir (default ~/.local/share/golemsync/yagna)")
+        if verb == "start":
+            sub.add_argument("--network", default=None,
+                             help="payment network (default holesky, a testnet; polygon "
+                                  "for real GLM)")
+            sub.add_argument("--api-port", type=int, default=None,
+                             help="REST port on 127.0.0.1 (default 7465 if free)")
+            sub.add_argument("--gsb-port", type=int, default=None,
+                             help="service bus port on 127.0.0.1 (default 7464 if free)")
+        if verb == "status":
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.set_defaults(func=_run_yagna)
+
+
+def _run_yagna(args: argparse.Namespace) -> int:
+    from golemsync.localnet import LocalnetUnavailable, find_yagna
+    from golemsync.localnet import requestor as node
+
+    verb = getattr(args, "verb", None)
+    if verb is None:
+        print("usage: golemsync yagna start|stop|status [--data-dir DIR]", file=sys.stderr)
+        return 2
+    try:
+        if verb == "start":
+            record, fresh = node.start(args.data_dir, network=args.network or
+                                       node.DEFAULT_NETWORK, api_port=args.api_port,
+                                       gsb_port=args.gsb_port)
+            for name, value in record.exports().items():
+                print(f"export {name}={value}", flush=True)
+            state = "started" if fresh else "already running"
+            print(f"# golemsync yagna: {state} (pid {record.pid}) in {record.data_dir}; "
+                  f"node {record.node_id} pays on {record.network}", file=sys.stderr)
+            print(node.funding_instructions(record, str(find_yagna())), file=sys.stderr)
+            print("# stop it with: golemsync yagna stop", file=sys.stderr)
+            return 0
+        if verb == "stop":
+            pid = node.stop(args.data_dir)
+            print(f"golemsync yagna: stopped pid {pid}" if pid is not None
+                  else "golemsync yagna: no node was running")
+            return 0
+        report = node.status(args.data_dir)
+    except (node.RequestorNodeError, LocalnetUnavailable) as exc:
+        print(f"golemsync yagna {verb}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        _print_node_status(report)
+    return 0 if report.get("running") else 1
+
+
+def _print_node_status(report: dict[str, Any]) -> None:
+    if not report["running"]:
+        where = report["data_dir"]
+        print(f"not running (data dir {where}); start it with `golemsync yagna start`"
+              if "pid" not in report else
+              f"not running: pid {report['pid']} of {where} is gone; `golemsync yagna "
+              f"start` starts it again")
+        return
+    print(f"running: pid {report['pid']}, yagna {report.get('version', '?')}, "
+          f"REST {report['api_url']}")
+    print(f"node:    {report.get('identity', report['node_id'])} on {report['network']}")
+    if "rest_error" in report:
+        print(f"REST:    {report['rest_error']}")
+    problems = report.get("driver_problems")
+    if problems:
+        print(f"driver:  {problems}")
+    if "payment" in report:
+        print(f"payment: {json.dumps(report['payment'])}")
+    else:
+        print(f"payment: unknown: {report.get('payment_error')} (is the chain reachable?)")
+
+
 COMMANDS: list[tuple[str, Callable[[Any], None]]] = [
     ("devnet", _register_devnet),
     ("localnet", _register_localnet),
+    ("yagna", _register_yagna),
     ("status", register_status),
     ("offers", register_offers),
     ("estimate", register_estimate),

@@ -148,7 +148,8 @@ class Localnet:
             provider = LocalProvider(
                 name=spec.name, api_url=node.api_url, app_key=node.app_key,
                 node_id=node.node_id, spec=spec, config=self.config,
-                workdir=self.state_dir / f"work-{index}", seed=self.config.seed)
+                workdir=self.state_dir / f"work-{index}", seed=self.config.seed,
+                gsb_url=node.gsb_url)
             self.providers.append(provider)
             provider.start()
         self._wait_offers(OFFERS_TIMEOUT)

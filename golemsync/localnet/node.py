@@ -14,7 +14,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -100,29 +100,11 @@ class YagnaNode:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the REST server answers (401 without a key is an answer)."""
         assert self._child is not None
-        deadline = time.monotonic() + timeout
-        pause = threading.Event()
-        while True:
-            if not self._child.alive():
-                raise NodeError(f"yagna {self.name} exited at start:\n{self._child.tail()}")
-            try:
-                requests.get(f"{self.api_url}/version-api/v1/version", timeout=2)
-                return
-            except requests.ConnectionError:
-                pass
-            if time.monotonic() > deadline:
-                raise NodeError(f"yagna {self.name}: REST not up within {timeout:.0f} s:\n"
-                                f"{self._child.tail()}")
-            pause.wait(0.05)  # polling another process's readiness: there is nothing to wait on
+        wait_rest(self.api_url, self._child, f"yagna {self.name}", timeout)
 
     def cli(self, *args: str, timeout: float = 60.0) -> str:
         """Run ``yagna <args>`` against this node; its stdout, or :class:`NodeError`."""
-        done = subprocess.run([str(self._yagna), *args], env=self.env, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise NodeError(f"yagna {' '.join(args)} on {self.name} failed "
-                            f"({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-        return done.stdout
+        return run_cli(self._yagna, self.env, args, where=self.name, timeout=timeout)
 
     def setup_identity(self) -> None:
         """Create this node's app key and read its node id (its payment address)."""
@@ -141,3 +123,40 @@ class YagnaNode:
         if self._child is not None:
             self._child.stop()
             self._child = None
+
+
+def wait_rest(api_url: str, child: Child, label: str, timeout: float) -> None:
+    """Wait until a starting daemon's REST server answers; :class:`NodeError` (with its log's
+    tail) when it exits first or does not answer within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        if not child.alive():
+            raise NodeError(f"{label} exited at start:\n{child.tail()}")
+        try:
+            requests.get(f"{api_url}/version-api/v1/version", timeout=2)
+            return
+        except requests.ConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise NodeError(f"{label}: REST not up within {timeout:.0f} s:\n{child.tail()}")
+        pause.wait(0.05)  # polling another process's readiness: there is nothing to wait on
+
+
+def run_cli(yagna: Path, env: Mapping[str, str], args: Sequence[str], *, where: str,
+            timeout: float = 60.0) -> str:
+    """Run ``yagna <args>`` with a node's environment; its stdout, or :class:`NodeError`."""
+    try:
+        done = subprocess.run([str(yagna), *args], env=dict(env), capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise NodeError(f"yagna {' '.join(args)} on {where}: no answer within "
+                        f"{timeout:.0f} s") from None
+    if done.returncode != 0:
+        detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
+        # The CLI prints a stack backtrace after its error: keep the error's own line.
+        first = next((line for line in detail if line.startswith("Error:")),
+                     next((line for line in detail if line.strip()), ""))
+        raise NodeError(f"yagna {' '.join(args)} on {where} failed ({done.returncode}): "
+                        f"{first}")
+    return done.stdout

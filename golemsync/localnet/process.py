@@ -43,6 +43,11 @@ class Child:
             raise
         self.pid = self.process.pid
 
+    def detach(self) -> None:
+        """Leave the process running past this object (it is in a session of its own and
+        writes to its log); it is then stopped by PID, not by :meth:`stop`."""
+        self._handle.close()
+
     def alive(self) -> bool:
         return self.process.poll() is None
 

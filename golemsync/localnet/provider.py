@@ -16,6 +16,14 @@ the localnet. It speaks only its node's REST API and GSB API (LOCALNET.md §5):
   ``Initialized`` (the requestor's ``POST /activity`` returns on that); it follows the exe-unit's
   state into the daemon (``PUT .../state``) after every batch; on ``DestroyActivity`` it
   stops the exe-unit and unbinds;
+* **transfers**: the exe-unit's ``transfer`` commands with ``gftp://<requestor>/<name>`` URLs
+  call the requestor's ``/public/gftp/<name>`` over the Golem net through the node's service
+  bus (:mod:`golemsync.localnet.bus`, one connection per provider, reopened if it breaks):
+  ``GetMetadata``/``GetChunk`` to fetch, ``UploadChunk``/``UploadFinished`` to push, a window
+  of chunks in flight, SHA3-256 checked at both ends;
+* **usage** (thread ``usage``): every second each running activity's usage goes to the node's
+  local activity service over the bus, the exe-unit's heartbeat without which the node
+  destroys an activity after 10 s;
 * **billing** (thread ``billing``): every ``debit_note_interval`` seconds a cumulative debit
   note (linear price × usage) per running activity, sent through the payment API.
 
@@ -30,11 +38,12 @@ import random
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import requests
 
@@ -42,13 +51,17 @@ from golemsync import money, timestamps
 from golemsync.devnet.config import USAGE_VECTOR, DevnetConfig, ProviderSpec
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
 from golemsync.devnet.exeunit import ExeUnit
+from golemsync.devnet.gsb import GsbCallError
 from golemsync.devnet.invoicing import cost
 from golemsync.devnet.providers import offer_properties
+from golemsync.localnet.bus import BusLink, RemoteGftp
 from golemsync.localnet.gsbservice import BoundService, ServiceError
 
 logger = logging.getLogger(__name__)
 
 POLL = 2.0  # seconds of every long-poll: bounds how long stop() waits for a thread
+USAGE_INTERVAL = 1.0  # seconds between usage reports (the node's limits: 5 s, then 10 s)
+ACTIVITY_LOCAL = "/local/activity"  # the node's activity service for its exe-units
 EXEUNIT_COMPONENTS = ("Exec", "GetExecBatchResults", "GetRunningCommand", "GetActivityState",
                       "GetActivityUsage")
 
@@ -73,8 +86,11 @@ class LocalProvider:
     """A provider program on one node (see the module docstring)."""
 
     def __init__(self, *, name: str, api_url: str, app_key: str, node_id: str,
-                 spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int) -> None:
+                 spec: ProviderSpec, config: DevnetConfig, workdir: Path, seed: int,
+                 gsb_url: Optional[str] = None) -> None:
         self.name = name
+        # The node's service bus, for transfers: calls the requestor's gftp services.
+        self._bus = BusLink(gsb_url, name=f"golemsync-provider-{name}") if gsb_url else None
         self.node_id = node_id
         self.spec = spec
         self._config = config
@@ -98,13 +114,19 @@ class LocalProvider:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Publish the offer and start the threads."""
+        """Check the node's service bus answers, publish the offer and start the threads."""
+        if self._bus is not None:
+            try:
+                self._bus.get()
+            except GsbCallError as exc:
+                raise ProviderError(f"provider {self.name}: {exc}") from None
         self.offer_id = str(self._call("POST", "/market-api/v1/offers", json={
             "properties": self.properties, "constraints": self.constraints}))
         for role, target in (("market", self._market_loop),
                              ("agreements", self._agreement_loop),
                              ("activity", self._activity_loop),
-                             ("billing", self._billing_loop)):
+                             ("billing", self._billing_loop),
+                             ("usage", self._usage_loop)):
             thread = threading.Thread(target=self._guard, args=(target,),
                                       name=f"golemsync-ln-{self.name}-{role}")
             self._threads.append(thread)
@@ -134,6 +156,8 @@ class LocalProvider:
             self._activities.clear()
         for activity in activities:
             self._end_activity(activity)
+        if self._bus is not None:
+            self._bus.close()
         self._http.close()
 
     def _guard(self, target: Any) -> None:
@@ -205,10 +229,19 @@ class LocalProvider:
                         self._end_activity(activity)
 
     def _create_activity(self, activity_id: str, agreement_id: str) -> None:
+        with self._lock:
+            invoiced = agreement_id in self._invoiced
+        if invoiced:  # created while the agreement was being terminated: it cannot run
+            logger.info("localnet provider %s: activity %s of ended agreement %s refused",
+                        self.name, activity_id, agreement_id)
+            self._quiet("PUT", f"/activity-api/v1/activity/{activity_id}/state",
+                        json={"state": ["Terminated", None]})
+            return
         unit = ExeUnit(activity_id, workdir=self._workdir / activity_id, provider=self.spec,
                        rng=random.Random(self._rng.getrandbits(64)),
                        gftp_root=self._workdir / "gftp", usage_vector=USAGE_VECTOR,
-                       on_crash=lambda reason: None)
+                       on_crash=lambda reason: None,
+                       gsb=cast(Any, RemoteGftp(self._bus)) if self._bus is not None else None)
         activity = _Activity(activity_id, agreement_id, unit)
         try:
             activity.service = BoundService(
@@ -287,6 +320,36 @@ class LocalProvider:
             return {"currentUsage": unit.usage(), "timestamp": int(time.time())}
         raise ServiceError("badRequest", f"unsupported message {component}")
 
+    # -- the exe-unit's heartbeat -------------------------------------------------------------
+    def _usage_loop(self) -> None:
+        """Report every running activity's usage to the node each second, as an exe-unit does.
+
+        The provider node's activity monitor marks an activity Unresponsive when its usage
+        has not been reported for 5 s and destroys it after 10 s (``UNRESPONSIVE_LIMIT_SECONDS``,
+        ``INACTIVITY_LIMIT_SECONDS``); the only way to report it is the node's local activity
+        service on the bus (``/local/activity/SetActivityUsage``).
+        """
+        if self._bus is None:
+            return
+        while not self._stop.wait(USAGE_INTERVAL):
+            with self._lock:
+                running = list(self._activities.values())
+            for activity in running:
+                self._report_usage(activity)
+
+    def _report_usage(self, activity: _Activity) -> None:
+        assert self._bus is not None
+        message = {"activityId": activity.activity_id, "timeout": None,
+                   "usage": {"currentUsage": [float(v) for v in activity.unit.usage()],
+                             "timestamp": int(time.time())}}
+        try:
+            self._bus.get().call(ACTIVITY_LOCAL, "SetActivityUsage", message).result(
+                POLL + 10)
+        except (GsbCallError, FutureTimeout) as exc:
+            if not self._stop.is_set():
+                logger.warning("localnet provider %s: usage of %s not reported: %s",
+                               self.name, activity.activity_id, exc)
+
     # -- payments ----------------------------------------------------------------------------
     def _billing_loop(self) -> None:
         interval = float(self._config.debit_note_interval)
@@ -322,13 +385,31 @@ class LocalProvider:
             total = sum((self._finals.get(a, Decimal(0)) for a in activity_ids), Decimal(0))
         due = timestamps.to_wire(timestamps.now() + timedelta(
             seconds=self._config.invoice_due_seconds))
-        invoice = self._quiet("POST", "/payment-api/v1/invoices", json={
-            "agreementId": agreement_id, "activityIds": activity_ids,
-            "amount": money.to_wire(total), "paymentDueDate": due})
-        if isinstance(invoice, dict) and invoice.get("invoiceId"):
-            self._quiet("POST", f"/payment-api/v1/invoices/{invoice['invoiceId']}/send")
-            logger.info("localnet provider %s: invoice %s for %s GLM sent", self.name,
-                        invoice["invoiceId"], money.to_wire(total))
+        listed = list(activity_ids)
+        while True:
+            invoice = self._quiet("POST", "/payment-api/v1/invoices", json={
+                "agreementId": agreement_id, "activityIds": listed,
+                "amount": money.to_wire(total), "paymentDueDate": due})
+            if not isinstance(invoice, dict) or not invoice.get("invoiceId"):
+                return
+            invoice_id = invoice["invoiceId"]
+            try:
+                self._call("POST", f"/payment-api/v1/invoices/{invoice_id}/send")
+                break
+            except (ProviderError, requests.RequestException) as exc:
+                # The requestor's node refuses an invoice naming an activity it never heard
+                # of (its requestor was killed while the activity was being created): cancel
+                # it and send the invoice again without that activity.
+                unknown = [a for a in listed if a in str(exc)] \
+                    if "Not found" in str(exc) else []
+                logger.warning("localnet provider %s: sending invoice %s: %s", self.name,
+                               invoice_id, exc)
+                if not unknown:
+                    return
+                self._quiet("POST", f"/payment-api/v1/invoices/{invoice_id}/cancel")
+                listed = [a for a in listed if a not in unknown]
+        logger.info("localnet provider %s: invoice %s for %s GLM sent", self.name,
+                    invoice_id, money.to_wire(total))
 
     # -- HTTP --------------------------------------------------------------------------------
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:

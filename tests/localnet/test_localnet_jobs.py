@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 from localnet_helpers import PAYLOAD, echo_worker, golem_on
 
+from golemsync import Script, Task, WorkContext
 from golemsync.localnet import Localnet
 
 pytestmark = pytest.mark.timeout(180)
@@ -27,3 +31,23 @@ def test_ten_tasks_on_two_providers(localnet: Localnet) -> None:
     assert all(t.result == str(t.data) for t in done)
     assert {t.provider_name for t in done} == names
     assert golem.spent > 0
+
+
+def test_an_activity_outlives_the_nodes_inactivity_limit(localnet: Localnet) -> None:
+    """The provider node destroys an activity whose usage is not reported for 10 s; the
+    provider program reports it every second, so a long-lived activity keeps working."""
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            outputs = []
+            for step in range(3):  # 3 batches of 5 s on one activity: 15 s in all
+                script = ctx.new_script(timeout=30)
+                outputs.append(script.run("/bin/sh", "-c", f"sleep 5; echo {step}"))
+                yield script
+            task.accept_result([o.result().stdout.strip() for o in outputs])
+
+    with golem_on(localnet) as golem:
+        (task,) = list(golem.execute_tasks(worker, ["long"], PAYLOAD, max_workers=1,
+                                           max_retries=0))
+    assert task.result == ["0", "1", "2"]
+    assert task.attempts == 1
