@@ -48,3 +48,12 @@ def test_kv_service_answers_requests_and_shuts_down() -> None:
     assert "shutdown: the store held 2 keys" in result.stdout
     assert "pending -> starting -> running -> stopping -> terminated" in result.stdout
     assert "cost:" in result.stdout
+
+
+def test_web_service_serves_a_page_through_the_vpn() -> None:
+    result = run_example("web_service.py")
+    assert result.returncode == 0, result.stderr
+    assert "GET / through the VPN" in result.stdout and "-> 200" in result.stdout
+    assert "<h1>Hello from a Golem provider</h1>" in result.stdout
+    assert "at 192.168.0.2:8080" in result.stdout  # the page was made on the provider
+    assert "pending -> starting -> running -> stopping -> terminated" in result.stdout
