@@ -123,6 +123,7 @@ class World:
     app_key: str
     replies: dict[str, Reply] = field(default_factory=dict)
     started: str = ""  # when the scenario began (afterTimestamp of the event polls)
+    allocation_id: str = ""  # the scenario's live allocation
     http: requests.Session = field(default_factory=requests.Session)
 
     def __post_init__(self) -> None:
@@ -358,6 +359,7 @@ def _allocations(world: World) -> str:
                        json={"totalAmount": "1", "paymentPlatform": PLATFORM,
                              "timeout": _in(3600), "makeDeposit": False})
     allocation_id = str(timed.body["allocationId"])
+    world.allocation_id = allocation_id
     untimed = world.call("allocation.create.no-timeout", "POST", f"{PAYMENT}/allocations",
                          need=201, json={"totalAmount": "0.5", "paymentPlatform": PLATFORM})
     other = str(untimed.body["allocationId"])
@@ -580,8 +582,13 @@ def _payments(world: World, agreement_id: str) -> None:
     invoice = _wait_for(world, "payment.invoice.events", f"{PAYMENT}/invoiceEvents",
                         {"timeout": 3, "afterTimestamp": world.started, "maxEvents": 10},
                         lambda e: e.get("eventType") == "InvoiceReceivedEvent")
-    world.call("payment.invoice", "GET", f"{PAYMENT}/invoices/{invoice['invoiceId']}",
-               need=200)
+    billed = world.call("payment.invoice", "GET", f"{PAYMENT}/invoices/{invoice['invoiceId']}",
+                        need=200)
+    # accepted, so the session's localnet keeps "every invoice accepted" for the payment proof
+    world.call("payment.invoice.accept", "POST",
+               f"{PAYMENT}/invoices/{invoice['invoiceId']}/accept", need=200,
+               json={"totalAmountAccepted": billed.body["amount"],
+                     "allocationId": world.allocation_id})
     world.call("payment.invoices", "GET", f"{PAYMENT}/invoices", need=200,
                normal=lambda body: [i for i in body if i.get("agreementId") == agreement_id])
     world.call("payment.status", "GET", f"{PAYMENT}/payments/status", need=200)
