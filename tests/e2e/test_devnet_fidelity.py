@@ -105,7 +105,7 @@ def test_a_scan_streams_its_offers_as_server_sent_events(client: Client, devnet:
                             headers={"Accept": "text/event-stream"}, timeout=20) as reply:
         assert reply.status_code == 200
         assert reply.headers["Content-Type"] == "text/event-stream"
-        lines = reply.iter_lines(decode_unicode=True)
+        lines = reply.iter_lines(chunk_size=1, decode_unicode=True)  # not 512-byte blocks
         event = None
         for line in lines:
             if line.startswith("event:"):
