@@ -379,8 +379,9 @@ class JournaledLedger:
         self._payments.activity_started(agreement_id, activity_id, requested_at)
 
     def activity_ended(self, agreement_id: str, activity_id: str,
-                       final_usage: Optional[Sequence[float]] = None) -> None:
-        self._payments.activity_ended(agreement_id, activity_id, final_usage)
+                       final_usage: Optional[Sequence[float]] = None,
+                       usage_age: float = 0.0) -> None:
+        self._payments.activity_ended(agreement_id, activity_id, final_usage, usage_age)
 
     def may_continue(self, agreement_id: str) -> bool:
         return bool(self._payments.may_continue(agreement_id))

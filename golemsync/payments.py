@@ -40,7 +40,11 @@ runs from the poll before the one that brought the note (providers sample usage 
 to the activity's end, plus ``SAMPLING_SLACK_SECONDS`` = 2 s. For the usage read just before
 the activity is destroyed (the session does that once its worker is idle) the slack is
 ``FINAL_USAGE_SLACK_SECONDS`` = 1 s of duration and, for CPU, only the time from the read to
-the end at full CPU: the invoice pays what the provider's last report justifies, no more.
+the end at full CPU: the invoice pays what the provider's last report justifies, no more. A
+real node answers that read from its exe-unit's last usage report, so the reading may be
+older than the read: when its timestamp (whole seconds) proves it is older by more than a
+second, that age (at most ``MAX_USAGE_AGE_SECONDS``) counts as time since the report, for
+duration and for CPU alike.
 Without that read, an invoice can exceed what was used by at most the price of "the time
 since" at full CPU: frequent debit notes keep invoices tight.
 Only the duration and CPU counters are checked and paid for: a counter of another name is
@@ -117,6 +121,9 @@ SAMPLING_SLACK_SECONDS = 2.0
 #: lag a little); the CPU counter only by what runs after the read (nothing: the time between
 #: the read and the end, at full CPU).
 FINAL_USAGE_SLACK_SECONDS = 1.0
+#: The most a usage reading's age counts for: a yagna node answers usage queries from its
+#: exe-unit's last report, and marks the activity unresponsive once reports stop for 5 s.
+MAX_USAGE_AGE_SECONDS = 5.0
 #: Absolute slack on amounts: rounding to 18 places of counters rounded to microseconds.
 AMOUNT_EPSILON = Decimal("1e-15")
 #: How often the debit-note thread looks for new notes while an agreement is open.
@@ -364,10 +371,12 @@ class Payments:
             record.activities[activity_id] = ActivityUse(activity_id, requested_at)
 
     def activity_ended(self, agreement_id: str, activity_id: str,
-                       final_usage: Optional[Sequence[float]] = None) -> None:
+                       final_usage: Optional[Sequence[float]] = None,
+                       usage_age: float = 0.0) -> None:
         """Record that the activity was destroyed (its counters stop here). ``final_usage``
         is its usage vector read just before (``GET .../usage``): within the observed bounds it
-        becomes the last usage reported, ``FINAL_USAGE_SLACK_SECONDS`` before the end."""
+        becomes the last usage reported, ``usage_age`` seconds before the read (how much older
+        the reading's own timestamp proves it is; at most ``MAX_USAGE_AGE_SECONDS``)."""
         with self._cond:
             record = self._agreements.get(agreement_id)
             use = record.activities.get(activity_id) if record is not None else None
@@ -383,7 +392,8 @@ class Payments:
             max_duration, max_cpu = self._bounds(record, use, now)
             if (counters.get(USAGE_DURATION, 0.0) <= max_duration
                     and counters.get(USAGE_CPU, 0.0) <= max_cpu):
-                use.reported, use.reported_seen, use.final = counters, now, True
+                age = min(max(0.0, usage_age), MAX_USAGE_AGE_SECONDS)
+                use.reported, use.reported_seen, use.final = counters, now - age, True
 
     def ended(self, agreement_id: str) -> None:
         """Record that the agreement was terminated (its invoice can now arrive)."""

@@ -117,7 +117,8 @@ class Ledger(Protocol):
                          requested_at: Optional[float] = None) -> None: ...
 
     def activity_ended(self, agreement_id: str, activity_id: str,
-                       final_usage: Optional[Sequence[float]] = None) -> None: ...
+                       final_usage: Optional[Sequence[float]] = None,
+                       usage_age: float = 0.0) -> None: ...
 
     def may_continue(self, agreement_id: str) -> bool: ...
 
@@ -237,17 +238,20 @@ def destroy_activity(api: ActivityApi, hire: Hire, ledger: Ledger, activity_id: 
                      read_usage: bool) -> None:
     """Destroy ``activity_id``; never raises. With ``read_usage`` (no command running) its
     usage is read first: the ledger bounds the invoice by it."""
-    final_usage = None
+    final_usage, age = None, 0.0
     try:  # the usage at the end bounds what the invoice may ask for this activity
         if read_usage:
-            final_usage = api.get_usage(activity_id).current_usage
+            reading = api.get_usage(activity_id)
+            final_usage = reading.current_usage
+            if reading.timestamp > 0:  # whole seconds: the reading is at least this old
+                age = max(0.0, time.time() - reading.timestamp - 1.0)
     except GolemError as exc:
         logger.info("usage of the activity on %s: %s", hire.provider_name, exc)
     try:
         api.destroy_activity(activity_id)
     except GolemError as exc:
         logger.info("destroy activity on %s: %s", hire.provider_name, exc)
-    ledger.activity_ended(hire.agreement_id, activity_id, final_usage)
+    ledger.activity_ended(hire.agreement_id, activity_id, final_usage, age)
 
 
 class ProviderSession:

@@ -196,6 +196,25 @@ def test_invoice_listing_activities_we_never_created_is_rejected() -> None:
     assert "0xp" in payments.overcharged_providers()
 
 
+@pytest.mark.parametrize(("age", "cpu", "accepted"), [
+    (0.0, 7.0, False),    # a fresh reading: no CPU after it, 1 s of duration
+    (2.0, 7.0, True),     # 2 s old by its timestamp: 2 s more at full CPU (2 threads) ...
+    (2.0, 10.5, False),   # ... and no more
+    (100.0, 15.0, True),  # an age counts for at most MAX_USAGE_AGE_SECONDS ...
+    (100.0, 17.0, False),  # ... however old the timestamp says it is (the wall allows 21 s)
+])
+def test_the_final_usage_reading_counts_its_age(age: float, cpu: float, accepted: bool) -> None:
+    """A node answers the usage read from the exe-unit's last report: a reading its timestamp
+    proves stale explains what the provider counted since, and no more."""
+    payments, api, clock, _ = make(budget="10", threads=2)
+    clock.now += 10
+    payments.activity_ended("ag", "act", [5.0, 8.0], usage_age=age)  # cpu 5 s, duration 8 s
+    payments.ended("ag")
+    api.docs["inv"] = Invoice("ag", honest(10, cpu), ["act"])
+    payments._on_invoice("inv")
+    assert (api.accepted != [], api.rejected != []) == (accepted, not accepted)
+
+
 def test_invoice_is_bounded_by_the_last_note_plus_the_time_since() -> None:
     payments, api, clock, _ = make(budget="10", threads=4)
     clock.now += 100

@@ -94,7 +94,8 @@ class Ledger:
         self.activities.append(activity_id)
 
     def activity_ended(self, agreement_id: str, activity_id: str,
-                       final_usage: Optional[Sequence[float]] = None) -> None:
+                       final_usage: Optional[Sequence[float]] = None,
+                       usage_age: float = 0.0) -> None:
         self.ended.append(activity_id)
 
     def may_continue(self, agreement_id: str) -> bool:
