@@ -75,6 +75,7 @@ class _Activity:
     batches: dict[str, str] = field(default_factory=dict)  # requestor batch id -> exe-unit's
     reported: tuple[str, Optional[str]] = ("New", None)
     last_note: Optional[Decimal] = None
+    cpu_reported: Optional[float] = None  # the CPU counter of the last usage report
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -257,9 +258,12 @@ class LocalProvider:
         self._report_state(activity)
 
     def _end_activity(self, activity: _Activity) -> None:
+        # The unit first: destroying it stops the usage clock the invoice bills, and wakes any
+        # results poll still in flight, so closing the bus service (an unbind request, then
+        # waiting for its reader and for calls in flight) adds nothing to the bill.
+        activity.unit.destroy()
         if activity.service is not None:
             activity.service.close()
-        activity.unit.destroy()
         final = cost(self.spec.coeffs, activity.unit.usage())
         with self._lock:
             self._finals[activity.activity_id] = final
@@ -309,6 +313,11 @@ class LocalProvider:
                     from None
             if results and results[-1].get("isBatchFinished"):
                 self._report_state(activity)  # deploy/start moved it on: tell the daemon
+            if results and self._bus is not None:
+                # A command's CPU is counted when it ends. The node answers a requestor's
+                # usage query from the last report, so report before the requestor can see
+                # the result: its usage read after the last command then includes that CPU.
+                self._report_usage(activity, only_if_cpu_changed=True)
             return results
         if component == "GetRunningCommand":
             return [{"command": c["command"], "params": c["params"], "progress": None}
@@ -337,11 +346,16 @@ class LocalProvider:
             for activity in running:
                 self._report_usage(activity)
 
-    def _report_usage(self, activity: _Activity) -> None:
+    def _report_usage(self, activity: _Activity, only_if_cpu_changed: bool = False) -> None:
         assert self._bus is not None
+        usage = [float(v) for v in activity.unit.usage()]
+        cpu = usage[USAGE_VECTOR.index("golem.usage.cpu_sec")]
+        with activity.lock:
+            if only_if_cpu_changed and activity.cpu_reported == cpu:
+                return
+            activity.cpu_reported = cpu
         message = {"activityId": activity.activity_id, "timeout": None,
-                   "usage": {"currentUsage": [float(v) for v in activity.unit.usage()],
-                             "timestamp": int(time.time())}}
+                   "usage": {"currentUsage": usage, "timestamp": int(time.time())}}
         try:
             self._bus.get().call(ACTIVITY_LOCAL, "SetActivityUsage", message).result(
                 POLL + 10)
