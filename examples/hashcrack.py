@@ -98,6 +98,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                           f"activities destroyed, {format(report.paid, 'f')} GLM paid, "
                           f"{len(report.allocations_released)} allocations released",
                           flush=True)
+                    if report.invoices_rejected or report.unpaid:
+                        print(f"  {len(report.invoices_rejected)} orphan invoices rejected as "
+                              f"over the agreed price, {len(report.unpaid)} never arrived",
+                              flush=True)
                 done += 1
                 resumed += task.resumed
                 if task.result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +25,17 @@ def test_hello_runs_on_a_real_daemon(localnet: Localnet) -> None:
 
 
 def test_ten_tasks_on_two_providers(localnet: Localnet) -> None:
+    """Both providers are hired and work: each worker waits, before its first script, until the
+    other provider's worker has started too (else the first could echo all ten alone)."""
     names = {p.name for p in localnet.providers}
+    both_started = threading.Barrier(2, timeout=120)
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        both_started.wait()
+        yield from echo_worker(ctx, tasks)
+
     with golem_on(localnet) as golem:
-        done = list(golem.execute_tasks(echo_worker, range(10), PAYLOAD, max_workers=2))
+        done = list(golem.execute_tasks(worker, range(10), PAYLOAD, max_workers=2))
     assert sorted(t.data for t in done) == list(range(10))
     assert all(t.result == str(t.data) for t in done)
     assert {t.provider_name for t in done} == names

@@ -111,4 +111,7 @@ def test_kill_then_rerun_resumes_and_settles_on_the_real_daemon(
     assert (resumed, resumed + ran) == (done_before, SLICES)
     assert "recovered a killed run: " in out
     assert journal_tasks(journal) == SLICES
-    assert_settled(localnet, journal, before)
+    try:
+        assert_settled(localnet, journal, before)
+    except AssertionError as failure:  # say what the rerun's recovery logged
+        raise AssertionError(f"{failure}\n--- the rerun printed ---\n{out}{err}") from None
