@@ -78,12 +78,52 @@ def _run_devnet(args: argparse.Namespace) -> int:
     return 0
 
 
+BALANCE_CHECK_SECONDS = 5.0
+
+
+def _watch_balances(net: Any, stop: threading.Event) -> None:
+    """Until ``stop``: print each provider's test-token balance on the chain when it changes
+    (the payments settling), and all of them once more at the end."""
+    from golemsync.money import to_wire
+
+    def balances() -> dict[str, Any]:
+        return {p.name: net.chain.token_balance(p.node_id) for p in net.providers}
+
+    def show(label: str, now: dict[str, Any], before: dict[str, Any]) -> None:
+        for provider in net.providers:
+            change = now[provider.name] - before.get(provider.name, 0)
+            if label == "balance" or change:
+                print(f"# {label}: {provider.name} {provider.node_id} holds "
+                      f"{to_wire(now[provider.name])} tGLM"
+                      + (f" (+{to_wire(change)})" if change else ""),
+                      file=sys.stderr, flush=True)
+
+    last = balances()
+    show("balance", last, {})
+    while not stop.wait(BALANCE_CHECK_SECONDS):
+        try:
+            now = balances()
+        except Exception as exc:  # the chain is gone: say so once, stop watching
+            print(f"# balances unavailable: {exc}", file=sys.stderr, flush=True)
+            stop.wait()
+            return
+        show("paid", now, last)
+        last = now
+    try:
+        show("balance", balances(), last)
+    except Exception as exc:
+        print(f"# balances unavailable: {exc}", file=sys.stderr, flush=True)
+
+
 def _register_localnet(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "localnet", help="run real yagna nodes, a local chain and provider programs on "
                          "127.0.0.1 (foreground; needs golemsync[localnet] and anvil)")
     parser.add_argument("--providers", type=int, default=2, help="provider nodes (2)")
     parser.add_argument("--seed", type=int, default=None, help="seed for provider specs")
+    parser.add_argument("--config", default=None,
+                        help="DevnetConfig JSON file: the providers' names, prices and faults "
+                             "(as for `golemsync devnet --config`)")
     parser.set_defaults(func=_run_localnet)
 
 
@@ -98,15 +138,19 @@ def _run_localnet(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Localnet(args.providers, seed=args.seed) as net:
+        config = _load_config(args)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        print(f"error: --config {args.config}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with Localnet(len(config.providers), config=config) as net:
             for name, value in net.env.items():
                 print(f"export {name}={value}", flush=True)
             print(f"# golemsync localnet: {len(net.providers)} provider nodes, chain "
                   f"{net.chain.url}, token {net.chain.token}; started in "
                   f"{net.startup_seconds:.1f} s; state in {net.state_dir}; Ctrl-C to stop",
                   file=sys.stderr, flush=True)
-            while not stop.wait(1.0):
-                pass
+            _watch_balances(net, stop)
     except LocalnetUnavailable as exc:
         print(f"golemsync localnet: {exc}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from localnet_helpers import require_localnet
 
+from golemsync.devnet import DevnetConfig
 from golemsync.localnet import Localnet
 from golemsync.localnet.process import marked
 
@@ -28,10 +30,15 @@ def test_leaving_the_context_stops_every_process_and_removes_the_state() -> None
     assert not state.exists()
 
 
-def test_ctrl_c_on_the_command_stops_everything() -> None:
+def test_ctrl_c_on_the_command_stops_everything(tmp_path: Path) -> None:
+    """The command takes its providers from --config, shows their balances, and Ctrl-C stops
+    every process it started."""
     require_localnet()
+    config = DevnetConfig.default(1, 4).to_dict()
+    config["providers"][0]["name"] = "custom-node"
+    (tmp_path / "net.json").write_text(json.dumps(config))
     process = subprocess.Popen(
-        [sys.executable, "-m", "golemsync", "localnet", "--providers", "1", "--seed", "4"],
+        [sys.executable, "-m", "golemsync", "localnet", "--config", str(tmp_path / "net.json")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
     try:
         assert process.stderr is not None and process.stdout is not None
@@ -41,10 +48,14 @@ def test_ctrl_c_on_the_command_stops_everything() -> None:
                 banner = line
                 break
         assert banner, "the command ended before the localnet was ready"
+        assert "1 provider nodes" in banner
+        balance = process.stderr.readline()
+        assert balance.startswith("# balance: custom-node 0x") and " holds 0 tGLM" in balance
         state = Path(banner.split("state in ", 1)[1].split(";", 1)[0])
         assert len(marked(state)) == 4
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
+        assert "# balance: custom-node" in process.stderr.read()  # once more at the end
         exports = process.stdout.read()
         assert "export YAGNA_API_URL=http://127.0.0.1:" in exports
         assert "export YAGNA_APPKEY=" in exports
