@@ -82,8 +82,9 @@ BALANCE_CHECK_SECONDS = 5.0
 
 
 def _watch_balances(net: Any, stop: threading.Event) -> None:
-    """Until ``stop``: print each provider's test-token balance on the chain when it changes
-    (the payments settling), and all of them once more at the end."""
+    """Until ``stop``: have the requestor node send what it owes, print each provider's
+    test-token balance on the chain when it changes (the payments settling), and all of them
+    once more at the end."""
     from golemsync.money import to_wire
 
     def balances() -> dict[str, Any]:
@@ -102,6 +103,9 @@ def _watch_balances(net: Any, stop: threading.Event) -> None:
     show("balance", last, {})
     while not stop.wait(BALANCE_CHECK_SECONDS):
         try:
+            # The requestor node pays in batches every 5 minutes; on a localnet there is no
+            # gas to save, so ask for the batch now: accepted invoices land within seconds.
+            net.hurry_payments()
             now = balances()
         except Exception as exc:  # the chain is gone: say so once, stop watching
             print(f"# balances unavailable: {exc}", file=sys.stderr, flush=True)

@@ -10,11 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from localnet_helpers import require_localnet
+from localnet_helpers import PAYLOAD, echo_worker, require_localnet
 
+from golemsync import Golem
 from golemsync.devnet import DevnetConfig
 from golemsync.localnet import Localnet
 from golemsync.localnet.process import marked
+from golemsync.money import to_wire
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -53,12 +55,18 @@ def test_ctrl_c_on_the_command_stops_everything(tmp_path: Path) -> None:
         assert balance.startswith("# balance: custom-node 0x") and " holds 0 tGLM" in balance
         state = Path(banner.split("state in ", 1)[1].split(";", 1)[0])
         assert len(marked(state)) == 4
+        exports = dict(process.stdout.readline().split()[1].split("=", 1) for _ in range(4))
+        assert exports["YAGNA_API_URL"].startswith("http://127.0.0.1:")
+        with Golem(api_url=exports["YAGNA_API_URL"], app_key=exports["YAGNA_APPKEY"],
+                   budget=5, poll_timeout=1.0, invoice_timeout=30) as golem:
+            (task,) = golem.execute_tasks(echo_worker, ["paid"], PAYLOAD, max_workers=1)
+        assert task.result == "paid" and golem.spent > 0
+        # the command asks the node to pay now, and prints the balance once the tokens land
+        paid = next(line for line in process.stderr if line.startswith("# paid: custom-node"))
+        assert f"holds {to_wire(golem.spent)} tGLM" in paid, (paid, golem.spent)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
         assert "# balance: custom-node" in process.stderr.read()  # once more at the end
-        exports = process.stdout.read()
-        assert "export YAGNA_API_URL=http://127.0.0.1:" in exports
-        assert "export YAGNA_APPKEY=" in exports
         assert marked(state) == []
         assert not state.exists()
     finally:
