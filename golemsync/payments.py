@@ -253,6 +253,10 @@ class AgreementCost:
     rejected_notes: int = 0
     overcharged: bool = False
     tasks: list[_Share] = field(default_factory=list)
+    # the last split of ``spent`` over ``tasks``: (spent, weights) -> parts; reused while both
+    # are unchanged (an ended agreement's), so each invoice does not re-split every agreement
+    split_key: Optional[tuple[Decimal, tuple[tuple[int, float], ...]]] = None
+    split_parts: dict[int, Decimal] = field(default_factory=dict)
 
     @property
     def debit_notes(self) -> dict[str, Decimal]:
@@ -832,8 +836,11 @@ class Payments:
             for share in record.tasks:
                 tasks[id(share.task)] = share.task
                 weights[id(share.task)] = weights.get(id(share.task), 0.0) + share.weight()
-            for key, part in _split(amount, weights).items():
-                costs[key] = costs.get(key, Decimal(0)) + part
+            signature = (amount, tuple(weights.items()))
+            if signature != record.split_key:
+                record.split_key, record.split_parts = signature, _split(amount, weights)
+            for task_key, part in record.split_parts.items():
+                costs[task_key] = costs.get(task_key, Decimal(0)) + part
         if orphaned and tasks:
             overall = {key: max(0.0, task.running_time) for key, task in tasks.items()}
             for key, part in _split(orphaned, overall).items():
