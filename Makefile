@@ -26,6 +26,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+	$(PY) bench/spawn.py
 	$(PY) bench/transfer_1gib.py
 	$(PY) bench/faults.py
 
