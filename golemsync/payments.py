@@ -319,6 +319,10 @@ class Payments:
         self._decided: set[str] = set()  # document ids already decided
         self._reserved = Decimal(0)  # amounts being accepted right now (HTTP in flight)
         self._overcharged: dict[str, str] = {}  # provider id -> name
+        # Bumped by every change to the ledger (the blocks that may raise what is committed);
+        # the committed total is cached with it (see _committed_bound).
+        self._version = 0
+        self._committed_cache: Optional[tuple[int, float, Decimal, Decimal]] = None
         self._threads: list[threading.Thread] = []
         #: Set once :meth:`may_continue` refused more work for the budget's sake.
         self.out_of_budget = False
@@ -356,6 +360,7 @@ class Payments:
             hire.cpu_threads, Tariff.of(hire.properties, hire.pricing), started=self._clock(),
         )
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             self._agreements[hire.agreement_id] = record
             self._cond.notify_all()
         return record
@@ -366,6 +371,7 @@ class Payments:
         just before the create call (default: the end of the agreement's previous activity,
         or the agreement's start — a bound that only ever favours the provider)."""
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(agreement_id)
             if record is None or activity_id in record.activities:
                 return
@@ -382,6 +388,7 @@ class Payments:
         becomes the last usage reported, ``usage_age`` seconds before the read (how much older
         the reading's own timestamp proves it is; at most ``MAX_USAGE_AGE_SECONDS``)."""
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(agreement_id)
             use = record.activities.get(activity_id) if record is not None else None
             if record is None or use is None or use.ended is not None:
@@ -402,6 +409,7 @@ class Payments:
     def ended(self, agreement_id: str) -> None:
         """Record that the agreement was terminated (its invoice can now arrive)."""
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(agreement_id)
             if record is not None and record.ended is None:
                 record.ended = self._clock()
@@ -410,6 +418,7 @@ class Payments:
     def forget(self, agreement_id: str) -> None:
         """Drop an agreement that never started (cancelled before approval): nothing is owed."""
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(agreement_id)
             if record is not None and record.spent == 0:
                 del self._agreements[agreement_id]
@@ -466,6 +475,38 @@ class Payments:
         with self._cond:
             return self._committed(self._clock())
 
+    def _committed_bound(self, now: float) -> tuple[Decimal, bool]:
+        """An upper bound of :meth:`_committed` at ``now`` and whether it is exact. Between two
+        changes of the ledger, what the open agreements may owe grows no faster than each
+        activity's price at full CPU (every ceiling is a minimum of bounds that grow at most
+        that fast), so the last exact total plus that rate times the time since bounds it;
+        the exact total is recomputed after a change, or when the bound would refuse."""
+        cache = self._committed_cache
+        if cache is not None and cache[0] == self._version and now > cache[1]:
+            return cache[2] + cache[3] * to_decimal(now - cache[1]), False
+        exact = self._committed(now)
+        rate, activities = Decimal(0), 0
+        for record in self._agreements.values():
+            if record.settled or record.tariff is None:
+                continue
+            rate += record.tariff.per_second(record.cpu_threads) * len(record.activities)
+            activities += len(record.activities)
+        # the ceilings' own slope is at most the price × (1 + TOLERANCE); the second factor
+        # and AMOUNT_EPSILON per activity cover the rounding of durations and amounts
+        rate *= (1 + TOLERANCE) * (1 + TOLERANCE)
+        self._committed_cache = (self._version, now, exact + AMOUNT_EPSILON * activities, rate)
+        return exact, True
+
+    def _fits(self, extra: Decimal, now: float) -> bool:
+        """Whether ``extra`` more stays within the budget on top of what is committed."""
+        bound, exact = self._committed_bound(now)
+        if bound + extra <= self.budget:
+            return True
+        if exact:
+            return False
+        self._committed_cache = None
+        return self._committed_bound(now)[0] + extra <= self.budget
+
     def _committed(self, now: float) -> Decimal:
         total = self._reserved
         for record in self._agreements.values():
@@ -484,7 +525,7 @@ class Payments:
             return False
         new = tariff.start + tariff.per_second(offer.cpu_threads) * to_decimal(expected_seconds)
         with self._cond:
-            return self._committed(self._clock()) + new <= self.budget
+            return self._fits(new, self._clock())
 
     def may_continue(self, agreement_id: str, expected_seconds: Optional[float] = None) -> bool:
         """Whether this agreement's provider may take more work: true while the budget left
@@ -504,7 +545,7 @@ class Payments:
             extra = rate * to_decimal(expected_seconds)
             if not record.activities:
                 extra += record.tariff.start
-            ok = self._committed(self._clock()) + extra <= self.budget
+            ok = self._fits(extra, self._clock())
             self.out_of_budget = self.out_of_budget or not ok
             return ok
 
@@ -669,6 +710,7 @@ class Payments:
         note = self._api.get_debit_note(note_id)
         amount: Decimal = note.total_amount_due
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(note.agreement_id)
             if record is None or note_id in self._decided:
                 return  # not one of ours (another session of the same identity)
@@ -712,10 +754,12 @@ class Payments:
             self._api.accept_debit_note(note_id, amount, self._allocation_id)
         except GolemError:
             with self._cond:
+                self._version += 1  # what open agreements may owe may have changed
                 self._reserved -= extra
             raise
         usage = record.tariff.counters(note.usage_counter_vector) if record.tariff else None
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             self._reserved -= extra
             use = record.activities[note.activity_id]
             if amount >= use.note_amount:
@@ -742,6 +786,7 @@ class Payments:
         invoice = self._api.get_invoice(invoice_id)
         amount: Decimal = invoice.amount
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(invoice.agreement_id)
             if record is None or invoice_id in self._decided:
                 return
@@ -780,6 +825,7 @@ class Payments:
             self._api.accept_invoice(invoice_id, amount, self._allocation_id)
         except GolemError as exc:
             with self._cond:
+                self._version += 1  # what open agreements may owe may have changed
                 self._reserved -= extra
                 record.unpaid = max(extra, AMOUNT_EPSILON)
                 self._share_costs()
@@ -790,6 +836,7 @@ class Payments:
                                      reason=f"the daemon refused to accept it: {exc}"))
             raise
         with self._cond:
+            self._version += 1  # what open agreements may owe may have changed
             self._reserved -= extra
             record.invoice = amount
             self._share_costs()

@@ -108,6 +108,13 @@ def bound(provider: Provider, wall: float, cpu: float, duration: float) -> Decim
     return used * (1 + TOLERANCE) + AMOUNT_EPSILON
 
 
+def assert_committed_bound_holds(payments: Payments, clock: Clock) -> None:
+    """The budget check's cached bound is never below the exact committed total."""
+    with payments._cond:
+        bound, _ = payments._committed_bound(clock.now)
+        assert bound >= payments._committed(clock.now)
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(providers, min_size=1, max_size=3), budgets)
 def test_ledger_pays_only_what_fits_and_every_honest_document_once(
@@ -124,9 +131,12 @@ def test_ledger_pays_only_what_fits_and_every_honest_document_once(
         pricing = LinearPricing(*(Decimal(repr(c)) for c in (spec.coeffs[2], spec.coeffs[1],
                                                             spec.coeffs[0])))
         payments.track(Hire(agreement, f"0x{index}", f"p{index}", pricing, spec.threads, props))
+        assert_committed_bound_holds(payments, clock)
         started = {f"{agreement}-a{i}": clock.now for i in range(spec.activities)}
         for activity in started:
             payments.activity_started(agreement, activity, clock.now)
+        clock.now += 0.25
+        assert_committed_bound_holds(payments, clock)
         payments.add_task(agreement, Task(index))
 
         def usage(activity: str) -> tuple[float, float, float]:
@@ -135,7 +145,9 @@ def test_ledger_pays_only_what_fits_and_every_honest_document_once(
             return wall, round(spec.cpu_share * spec.threads * wall, 6), duration  # noqa: B023
 
         for number, (later, kind, factor) in enumerate(spec.notes):
+            assert_committed_bound_holds(payments, clock)  # caches the exact total ...
             clock.now += later
+            assert_committed_bound_holds(payments, clock)  # ... which bounds it later
             activity = list(started)[number % len(started)]
             wall, cpu, duration = usage(activity)
             reported = [cpu, duration]
@@ -159,10 +171,13 @@ def test_ledger_pays_only_what_fits_and_every_honest_document_once(
             kinds[doc_id] = kind
             payments._on_debit_note(doc_id)
             payments._on_debit_note(doc_id)  # a repeated event changes nothing
+        assert_committed_bound_holds(payments, clock)
         clock.now += 0.5
+        assert_committed_bound_holds(payments, clock)
         for activity in started:
             payments.activity_ended(agreement, activity)
         payments.ended(agreement)
+        assert_committed_bound_holds(payments, clock)
         finals = {a: usage(a) for a in started}
         honest_amount = sum((spec.cost(c, d) for _, c, d in finals.values()), Decimal(0))
         # an invoice reports no usage: it is bounded by the observed time (with its slack)
