@@ -245,8 +245,14 @@ class ExeUnit:
         """A TCP connection to ``port`` inside the activity (its sandbox's network)."""
         return self.sandbox.connect(port, timeout)
 
-    def destroy(self) -> None:
-        """Kill everything, mark Terminated, join the batch threads. Idempotent."""
+    def destroy(self, ended_at: Optional[float] = None) -> None:
+        """Kill everything, mark Terminated, join the batch threads. Idempotent.
+        ``ended_at`` (a ``time.monotonic()`` instant, not later than now) is when the usage
+        clock stopped, if earlier than this call: when the destroy was asked for."""
+        if ended_at is not None:
+            with self._lock:
+                if self._ended is None:
+                    self._ended = max(self._created, min(ended_at, time.monotonic()))
         self._shutdown(("Terminated", None))
         self.sandbox.close()
         for batch in self._all_batches():

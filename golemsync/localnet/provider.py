@@ -77,6 +77,9 @@ class _Activity:
     last_note: Optional[Decimal] = None
     cpu_reported: Optional[float] = None  # the CPU counter of the last usage report
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # held while a debit note is made and sent: the final amount waits for the one in flight
+    billing: threading.Lock = field(default_factory=threading.Lock)
+    ended: bool = False  # no debit note after this (under ``billing``)
 
 
 class ProviderError(RuntimeError):
@@ -227,7 +230,7 @@ class LocalProvider:
                     with self._lock:
                         activity = self._activities.pop(activity_id, None)
                     if activity is not None:
-                        self._end_activity(activity)
+                        self._end_activity(activity, _monotonic_at(event.get("eventDate")))
 
     def _create_activity(self, activity_id: str, agreement_id: str) -> None:
         with self._lock:
@@ -257,14 +260,22 @@ class LocalProvider:
             self._agreements.setdefault(agreement_id, []).append(activity_id)
         self._report_state(activity)
 
-    def _end_activity(self, activity: _Activity) -> None:
+    def _end_activity(self, activity: _Activity, destroyed_at: Optional[float] = None) -> None:
         # The unit first: destroying it stops the usage clock the invoice bills, and wakes any
         # results poll still in flight, so closing the bus service (an unbind request, then
-        # waiting for its reader and for calls in flight) adds nothing to the bill.
-        activity.unit.destroy()
+        # waiting for its reader and for calls in flight) adds nothing to the bill. The clock
+        # stops when the node recorded the requestor's destroy (``destroyed_at``), not when
+        # this program got round to its event: a busy machine must not bill the delay.
+        activity.unit.destroy(ended_at=destroyed_at)
         if activity.service is not None:
             activity.service.close()
-        final = cost(self.spec.coeffs, activity.unit.usage())
+        with activity.billing:  # a debit note in flight lands first; none after
+            activity.ended = True
+            # Debit notes are cumulative and the node refuses an invoice below the last one:
+            # one sent while the destroy was on its way (the clock has since been set back to
+            # the destroy) sets the floor.
+            final = max(cost(self.spec.coeffs, activity.unit.usage()),
+                        activity.last_note or Decimal(0))
         with self._lock:
             self._finals[activity.activity_id] = final
         self._set_state(activity, ("Terminated", None))
@@ -374,17 +385,21 @@ class LocalProvider:
                 self._debit_note(activity)
 
     def _debit_note(self, activity: _Activity) -> None:
-        usage = activity.unit.usage()
-        due = cost(self.spec.coeffs, usage)
-        with activity.lock:
-            if activity.last_note == due:
+        with activity.billing:
+            if activity.ended:
                 return
-            activity.last_note = due
-        note = self._quiet("POST", "/payment-api/v1/debitNotes", json={
-            "activityId": activity.activity_id, "totalAmountDue": money.to_wire(due),
-            "usageCounterVector": usage, "paymentDueDate": None})
-        if isinstance(note, dict) and note.get("debitNoteId"):
-            self._quiet("POST", f"/payment-api/v1/debitNotes/{note['debitNoteId']}/send")
+            usage = activity.unit.usage()
+            due = cost(self.spec.coeffs, usage)
+            with activity.lock:
+                if activity.last_note == due:
+                    return
+                activity.last_note = due
+            note = self._quiet("POST", "/payment-api/v1/debitNotes", json={
+                "activityId": activity.activity_id, "totalAmountDue": money.to_wire(due),
+                "usageCounterVector": usage, "paymentDueDate": None})
+            if isinstance(note, dict) and note.get("debitNoteId"):
+                self._quiet("POST",
+                            f"/payment-api/v1/debitNotes/{note['debitNoteId']}/send")
 
     def _invoice(self, agreement_id: str) -> None:
         with self._lock:
@@ -464,6 +479,18 @@ class LocalProvider:
             return []
         body = reply.json()
         return [e for e in body if isinstance(e, dict)] if isinstance(body, list) else []
+
+
+def _monotonic_at(event_date: Any) -> Optional[float]:
+    """The ``time.monotonic()`` instant of an event's wall-clock ``eventDate`` (None if it has
+    none): the node and this program share the machine's clock."""
+    if not isinstance(event_date, str):
+        return None
+    try:
+        when = timestamps.parse(event_date)
+    except ValueError:
+        return None
+    return time.monotonic() - max(0.0, (timestamps.now() - when).total_seconds())
 
 
 def _tagged(event: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:

@@ -26,6 +26,14 @@ def golem_on(net: Localnet, **kwargs: Any) -> Golem:
                  invoice_timeout=30, **kwargs)
 
 
+def assert_paid_in_full(golem: Golem) -> None:
+    """Every document of the session fitted the price: nothing rejected, nothing unpaid (a
+    failure names the job that left the localnet an unaccepted invoice)."""
+    summary = golem.summary()
+    assert summary.rejected == 0 and summary.unpaid == 0 and not summary.overcharged, \
+        str(summary)
+
+
 def echo_worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
     """Each task's result is its data, echoed by a provider."""
     for task in tasks:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from localnet_helpers import PAYLOAD, echo_worker, golem_on
+from localnet_helpers import PAYLOAD, assert_paid_in_full, echo_worker, golem_on
 
 from golemsync import Script, Task, WorkContext
 from golemsync.localnet import Localnet
@@ -22,6 +22,7 @@ def test_hello_runs_on_a_real_daemon(localnet: Localnet) -> None:
     assert task.result == "hello"
     assert task.provider_name in names
     assert golem.spent > 0  # the provider program's invoice was accepted
+    assert_paid_in_full(golem)
 
 
 def test_ten_tasks_on_two_providers(localnet: Localnet) -> None:
@@ -40,6 +41,7 @@ def test_ten_tasks_on_two_providers(localnet: Localnet) -> None:
     assert all(t.result == str(t.data) for t in done)
     assert {t.provider_name for t in done} == names
     assert golem.spent > 0
+    assert_paid_in_full(golem)
 
 
 def test_an_activity_outlives_the_nodes_inactivity_limit(localnet: Localnet) -> None:
@@ -60,3 +62,4 @@ def test_an_activity_outlives_the_nodes_inactivity_limit(localnet: Localnet) -> 
                                            max_retries=0))
     assert task.result == ["0", "1", "2"]
     assert task.attempts == 1
+    assert_paid_in_full(golem)

@@ -36,8 +36,11 @@ def test_accepted_invoices_are_paid_on_the_chain(localnet: Localnet) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while True:
         invoices = [i for i in _invoices(localnet) if str(i["payeeAddr"]).lower() in payees]
-        assert invoices and all(i["status"] in ("ACCEPTED", "SETTLED") for i in invoices), \
-            invoices
+        assert invoices
+        undecided = [(i["status"], i["agreementId"], i["amount"], i["timestamp"])
+                     for i in invoices if i["status"] not in ("ACCEPTED", "SETTLED")]
+        assert not undecided, f"invoices not accepted (status, agreement, amount, when): " \
+            f"{undecided}"
         owed: dict[str, Decimal] = defaultdict(Decimal)
         for invoice in invoices:
             owed[str(invoice["payeeAddr"]).lower()] += Decimal(str(invoice["amount"]))
