@@ -33,6 +33,48 @@ CHUNK = 64 << 10
 Wire = Union[str, list[int], None]
 
 
+def _drain(fd: int, capture: Capture) -> None:
+    """Take what the pipe holds now, without waiting for more."""
+    left = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
+    while left > 0:
+        chunk = os.read(fd, min(CHUNK, left))
+        if not chunk:
+            return
+        left -= len(chunk)
+        capture._take(chunk)
+
+
+def _pump_all(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int]) -> None:
+    """Read every pipe to its end, or once ``stop`` is readable, what each holds then."""
+    open_pipes = {pipe.fileno(): (capture, pipe) for capture, pipe in pairs}
+    try:
+        poller = select.poll()
+        for fd in open_pipes:
+            poller.register(fd, select.POLLIN)
+        if stop is not None:
+            poller.register(stop, select.POLLIN)
+        while open_pipes:
+            events = poller.poll()
+            if stop is not None and any(handle == stop for handle, _ in events):
+                for fd, (capture, _) in open_pipes.items():
+                    _drain(fd, capture)
+                return
+            for handle, _ in events:
+                if handle not in open_pipes:
+                    continue
+                capture, pipe = open_pipes[handle]
+                chunk = os.read(handle, CHUNK)
+                if chunk:
+                    capture._take(chunk)
+                else:
+                    poller.unregister(handle)
+                    del open_pipes[handle]
+                    pipe.close()
+    finally:
+        for _, pipe in open_pipes.values():
+            pipe.close()
+
+
 def truncation_note(stream: str) -> str:
     """The text added to a result's message when ``stream`` hit :data:`MAX_KEPT`."""
     return f"{stream} truncated at {MAX_KEPT >> 20} MiB"
@@ -64,35 +106,21 @@ class Capture:
         """Read ``pipe`` on a thread until its end, or, once the descriptor ``stop`` becomes
         readable, until what the pipe holds at that moment is read (a command's background
         processes may keep a pipe open after the command itself exited)."""
-        self._thread = threading.Thread(target=self._pump, args=(pipe, stop), name=name)
-        self._thread.start()
+        Capture.start_all([(self, pipe)], name, stop)
 
     def join(self, timeout: Optional[float] = None) -> None:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def _pump(self, pipe: IO[bytes], stop: Optional[int]) -> None:
-        with pipe:
-            fd = pipe.fileno()
-            poller = select.poll()
-            poller.register(fd, select.POLLIN)
-            if stop is not None:
-                poller.register(stop, select.POLLIN)
-            while True:
-                ready = {handle for handle, _ in poller.poll()}
-                if stop is not None and stop in ready:
-                    left = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0]
-                    while left > 0:
-                        chunk = os.read(fd, min(CHUNK, left))
-                        if not chunk:
-                            return
-                        left -= len(chunk)
-                        self._take(chunk)
-                    return
-                chunk = os.read(fd, CHUNK)
-                if not chunk:
-                    return
-                self._take(chunk)
+    @staticmethod
+    def start_all(pairs: list[tuple[Capture, IO[bytes]]], name: str,
+                  stop: Optional[int] = None) -> None:
+        """:meth:`start` for several captures on one thread (a command's stdout and stderr:
+        one thread per command instead of two)."""
+        thread = threading.Thread(target=_pump_all, args=(pairs, stop), name=name)
+        for capture, _ in pairs:
+            capture._thread = thread
+        thread.start()
 
     def _take(self, chunk: bytes) -> None:
         if self.enabled:

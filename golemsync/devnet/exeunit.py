@@ -426,8 +426,8 @@ class ExeUnit:
         if aborted:  # destroyed while it was starting
             self.sandbox.kill_all()
         stop_r, stop_w = os.pipe()
-        outs["stdout"].start(command.stdout, f"golemsync-devnet-out-{command.ident}", stop_r)
-        outs["stderr"].start(command.stderr, f"golemsync-devnet-err-{command.ident}", stop_r)
+        Capture.start_all([(outs["stdout"], command.stdout), (outs["stderr"], command.stderr)],
+                          f"golemsync-devnet-out-{command.ident}", stop_r)
         try:
             code, cpu, exceeded = self.sandbox.wait(command)
         finally:
