@@ -103,7 +103,14 @@ from .execution import BatchRunner
 from .market import Demand, Hire, MarketSettings, Negotiator, Offer, build_demand
 from .payload import Payload
 from .script import Script
-from .session import Fault, classify, create_activity, deploy_and_start, destroy_activity
+from .session import (
+    Fault,
+    classify,
+    create_activity,
+    deploy_and_start,
+    destroy_activity,
+    drive_scripts,
+)
 
 if TYPE_CHECKING:
     from .engine import JobParts
@@ -580,18 +587,12 @@ class ServiceInstance:
                 return self._drive_iterator(generator, phase)
             raise TypeError(f"{type(self.service).__name__}.{phase}() must be a generator "
                             f"yielding scripts (got {type(generator).__name__})")
-        error: Optional[BaseException] = None
-        try:
-            while True:
-                try:
-                    script = generator.throw(error) if error is not None else next(generator)
-                except StopIteration:
-                    return True
-                if phase != "shutdown" and self._stop_requested.is_set():
-                    return False
-                error = self._run_yielded(script, phase)
-        finally:
-            generator.close()
+        ctx = self._ctx
+        assert ctx is not None  # set once the activity is up, before any phase runs
+        return drive_scripts(
+            generator, ctx, lambda script: self._run_checked(script, phase),
+            who=f"{type(self.service).__name__}.{phase}()", maker="self.new_script()",
+            proceed=lambda: phase == "shutdown" or not self._stop_requested.is_set())
 
     def _drive_iterator(self, scripts: Iterator[Any], phase: str) -> bool:
         for script in scripts:
@@ -608,6 +609,9 @@ class ServiceInstance:
                             "yield scripts made with self.new_script()")
         if script.ctx is not self._ctx:
             raise ValueError(f"{phase}() yielded a script of another provider's context")
+        return self._run_checked(script, phase)
+
+    def _run_checked(self, script: Script, phase: str) -> Optional[BaseException]:
         if phase != "shutdown":
             self.cluster._check_budget(self)
         return self._execute(script)

@@ -31,7 +31,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
@@ -254,6 +254,31 @@ def destroy_activity(api: ActivityApi, hire: Hire, ledger: Ledger, activity_id: 
     ledger.activity_ended(hire.agreement_id, activity_id, final_usage, age)
 
 
+def drive_scripts(generator: Generator[Any, None, Any], ctx: WorkContext,
+                  execute: Callable[[Script], Optional[BaseException]], *, who: str,
+                  maker: str, proceed: Callable[[], bool] = lambda: True) -> bool:
+    """Run every script ``generator`` yields, each through ``execute``; the error it returns
+    (a failed command) is thrown back into the generator, which may catch it. False when
+    ``proceed()`` said to stop before a script; the generator is closed either way. ``who``
+    and ``maker`` name the generator and how scripts are made, in errors."""
+    error: Optional[BaseException] = None
+    try:
+        while True:
+            try:
+                script = generator.throw(error) if error is not None else next(generator)
+            except StopIteration:
+                return True
+            if not proceed():
+                return False
+            if not isinstance(script, Script):
+                raise TypeError(f"{who} yielded {script!r}; yield scripts made with {maker}")
+            if script.ctx is not ctx:
+                raise ValueError(f"{who} yielded a script of another provider's context")
+            error = execute(script)
+    finally:
+        generator.close()
+
+
 class ProviderSession:
     """Everything one hired provider does for a job; :meth:`run` is the thread body."""
 
@@ -406,22 +431,8 @@ class ProviderSession:
         if not inspect.isgenerator(generator):
             raise TypeError("the worker must be a generator function that yields scripts "
                             f"(got {type(generator).__name__})")
-        error: Optional[BaseException] = None
-        try:
-            while True:
-                try:
-                    script = generator.throw(error) if error is not None else next(generator)
-                except StopIteration:
-                    return
-                if not isinstance(script, Script):
-                    raise TypeError(f"the worker yielded {script!r}; yield scripts made with "
-                                    "ctx.new_script()")
-                if script.ctx is not ctx:
-                    raise ValueError("the worker yielded a script of another provider's context")
-                # A failed command is thrown into the generator: it may catch CommandFailed.
-                error = self._execute(script)
-        finally:
-            generator.close()
+        drive_scripts(generator, ctx, self._execute, who="the worker",
+                      maker="ctx.new_script()")
 
     def _execute(self, script: Script) -> Optional[BaseException]:
         """Run ``script`` on the current activity; the first command error, or None."""
