@@ -16,10 +16,16 @@ from golemsync.localnet import Localnet
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/localnet/" in str(item.path).replace("\\", "/"):
-            item.add_marker(pytest.mark.localnet)
-            item.add_marker(pytest.mark.slow)
+    """Mark the tier's tests, and run them after every other test: the session's localnet
+    lives until the end of the run, and its provider programs' HTTP calls must not meet the
+    unit tests' patched ``requests`` (``responses``)."""
+    ours = [item for item in items
+            if "tests/localnet/" in str(item.path).replace("\\", "/")]
+    for item in ours:
+        item.add_marker(pytest.mark.localnet)
+        item.add_marker(pytest.mark.slow)
+    chosen = set(map(id, ours))
+    items[:] = [item for item in items if id(item) not in chosen] + ours
 
 
 @pytest.fixture(scope="session")
