@@ -35,6 +35,9 @@ from client_events import Milestones, emit, latency_summary
 IMAGE = f"hash:sha3:{'ab' * 28}:http://registry.invalid/image.gvmi"
 POLL = 5.0  # server-side wait of every long-poll, seconds
 INVOICE_WAIT = 30.0  # how long the end waits for the invoices owed
+# The payment event polls' server-side wait: it bounds how long the end waits for the payment
+# threads (a bare client has nothing to wake them with), at 4 idle polls a second.
+PAYMENT_POLL = 0.25
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 
@@ -132,8 +135,8 @@ class Payer:
         while not self.closing.is_set():
             try:
                 batch = self.api.call("GET", events, params={"afterTimestamp": after,
-                                                             "timeout": 1.0},
-                                      timeout=1.0 + 5)
+                                                             "timeout": PAYMENT_POLL},
+                                      timeout=PAYMENT_POLL + 5)
             except (requests.RequestException, HttpFailure) as exc:
                 print(f"bare: {kind} events: {exc}", file=sys.stderr)
                 self.closing.wait(1.0)
