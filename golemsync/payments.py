@@ -54,7 +54,10 @@ Invoices that do not fit are rejected on the daemon with the reason; debit notes
 (the daemon answers 501), so they are left unaccepted, logged and counted as rejected. Both
 mark the provider as overcharging (:meth:`Payments.overcharged_providers`, the
 :class:`~golemsync.events.ProviderOvercharged` event), except a non-monotonic note, which is
-refused but not taken for an overcharge. An invoice that fits the price but would take the
+refused but not taken for an overcharge, and a note whose usage is beyond the bounds only
+because the provider sampled it after we destroyed the activity (it fits ``LATE_NOTE_SECONDS``
+= 5 s more wall time, priced right: the destroy had not reached it yet), which is refused
+without counting as rejected or marking anyone. An invoice that fits the price but would take the
 total over the budget is never sent for acceptance: it is logged, recorded as unpaid
 (:class:`~golemsync.events.InvoiceUnpaid`) and counts as decided.
 
@@ -137,6 +140,11 @@ INCORRECT_AMOUNT = "INCORRECT_AMOUNT"
 UNSOLICITED_SERVICE = "UNSOLICITED_SERVICE"
 #: A debit note refused only for the budget (not the provider's fault).
 BUDGET = "BUDGET"
+#: A debit note refused because it was sampled after we destroyed its activity, within
+#: ``LATE_NOTE_SECONDS`` of it (the destroy had not reached the provider): not its fault
+#: either, and no money rides on it (the invoice is bounded as always).
+LATE = "LATE"
+LATE_NOTE_SECONDS = 5.0
 NO_PRICE = "the agreement has no linear price to check against"
 
 _DEFAULT_VECTOR = (USAGE_CPU, USAGE_DURATION)
@@ -622,6 +630,10 @@ class Payments:
         else:
             duration, cpu = usage.get(USAGE_DURATION, 0.0), usage.get(USAGE_CPU, 0.0)
             if duration > max_duration or cpu > max_cpu:
+                if self._late_note(record, use, duration, cpu, amount):
+                    return (LATE, f"sampled after we destroyed the activity (duration "
+                            f"{duration:.3f} s against the {max_duration:.3f} s we observed): "
+                            "not accepted; its invoice is checked as usual", False, False)
                 return (INCORRECT_AMOUNT, f"reported usage (duration {duration:.3f} s, cpu "
                         f"{cpu:.3f} s) exceeds what we observed (at most {max_duration:.3f} s, "
                         f"{max_cpu:.3f} CPU s)", True, False)
@@ -631,6 +643,19 @@ class Payments:
             return (INCORRECT_AMOUNT, f"amount {amount} exceeds the agreed price of the usage "
                     f"({allowed})", True, usage is not None)
         return None
+
+    def _late_note(self, record: AgreementCost, use: ActivityUse, duration: float, cpu: float,
+                   amount: Decimal) -> bool:
+        """Whether a note beyond our bounds is only late: the activity is destroyed, and its
+        usage fits ``LATE_NOTE_SECONDS`` more of it, priced right (an honest provider sampled
+        before the destroy reached it)."""
+        if use.ended is None or record.tariff is None:
+            return False
+        wall = max(0.0, use.ended - use.requested) + LATE_NOTE_SECONDS
+        late_duration = wall * (1 + float(TOLERANCE)) + TIME_SLACK_SECONDS
+        if duration > late_duration or cpu > late_duration * record.cpu_threads:
+            return False
+        return amount <= record.tariff.cost(duration, cpu) * (1 + TOLERANCE) + AMOUNT_EPSILON
 
     def _check_invoice(self, record: AgreementCost, invoice: Invoice,
                        now: float) -> Optional[tuple[str, str]]:
@@ -775,7 +800,7 @@ class Payments:
         # lock held
         record.rejected_notes += 1
         use = record.activities.get(activity_id)
-        if use is not None and refusal[0] != BUDGET:  # over budget: the invoice says unpaid
+        if use is not None and refusal[0] not in (BUDGET, LATE):  # not asked beyond the price
             use.rejected = max(use.rejected, amount)
         if refusal[2]:
             self._flag(record)

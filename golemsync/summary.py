@@ -110,8 +110,9 @@ class Summary:
         elif isinstance(event, (DebitNoteAccepted, InvoiceAccepted)):
             self._cost(event)
         elif isinstance(event, (DebitNoteRejected, InvoiceRejected)):
-            if event.reason.startswith("BUDGET"):
-                return  # not the provider's fault: its invoice will say what is unpaid
+            if event.reason.startswith(("BUDGET", "LATE")):
+                return  # not the provider's fault (the budget; a note sampled before our
+                # destroy reached it): its invoice says what is owed
             line = self._line(event.provider_id, event.provider_name)
             previous = line._refused.get(event.agreement_id, Decimal(0))
             line._refused[event.agreement_id] = max(previous, event.amount)

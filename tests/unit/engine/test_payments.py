@@ -392,3 +392,22 @@ def test_tasks_of_an_agreement_without_tasks_share_its_cost_too() -> None:
         payments._on_invoice(agreement)
     assert payments.wait_settled(0) == []
     assert task.cost == payments.spent == Decimal("0.203")
+
+
+@pytest.mark.parametrize(("duration", "flagged"), [(12.0, False), (20.0, True)])
+def test_a_note_sampled_after_the_destroy_is_not_held_against_the_provider(
+        duration: float, flagged: bool) -> None:
+    """The activity lived 10 s; a note for 12 s came after its destroy (the provider had not
+    heard of it yet): refused, not counted as rejected, nobody flagged. 20 s is an overcharge."""
+    payments, api, clock, events = make(budget="10")
+    summary = Summary()
+    clock.now += 10
+    payments.activity_ended("ag", "act")
+    api.docs["dn"] = Note("ag", "act", honest(duration, 1.0), [1.0, duration])
+    payments._emit = lambda event: (events.append(event), summary(event))  # type: ignore[assignment]
+    payments._on_debit_note("dn")
+    assert api.accepted == [] and payments.spent == 0
+    assert [type(e) for e in events][:1] == [DebitNoteRejected]
+    assert (payments.overcharged_providers() != {}) == flagged
+    assert (summary.rejected > 0) == flagged
+    assert (payments.rejected > 0) == flagged
