@@ -18,7 +18,15 @@ from wsproto.utilities import generate_accept_token
 from golemsync.devnet import gsbsocket
 from golemsync.devnet.gsb import BindError, GsbService, GsbServices, address_of
 from golemsync.devnet.gsbwire import SUBPROTOCOL
-from golemsync.devnet.http import TEXT, HttpError, Request, Response, Router, json_response
+from golemsync.devnet.http import (
+    TEXT,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    websocket_key,
+)
 
 PREFIX = "/gsb-api/v1"
 
@@ -58,7 +66,7 @@ class GsbApi:
         service = self.services.find(address)
         if service is None:
             raise HttpError.message(404, f"Service prefix not found: {address}")
-        key = _handshake_key(request)
+        key = websocket_key(request)
         headers = {"Upgrade": "websocket", "Connection": "Upgrade",
                    "Sec-WebSocket-Accept": generate_accept_token(key.encode()).decode()}
         offered = [p.strip() for p in (request.header("Sec-WebSocket-Protocol") or "").split(",")]
@@ -94,15 +102,3 @@ def _address(request: Request) -> str:
         raise HttpError.message(400, str(exc)) from None
 
 
-def _handshake_key(request: Request) -> str:
-    """The client's ``Sec-WebSocket-Key``; 400 (as actix answers) when this is no upgrade."""
-    if (request.header("Upgrade") or "").lower() != "websocket":
-        raise HttpError(400, "No WebSocket Upgrade header found", TEXT)
-    if "upgrade" not in (request.header("Connection") or "").lower():
-        raise HttpError(400, "No Connection upgrade", TEXT)
-    if (request.header("Sec-WebSocket-Version") or "") != "13":
-        raise HttpError(400, "Unsupported WebSocket version", TEXT)
-    key = request.header("Sec-WebSocket-Key")
-    if not key:
-        raise HttpError(400, "Handshake error", TEXT)
-    return key

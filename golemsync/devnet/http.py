@@ -143,6 +143,23 @@ class Request:
             raise HttpError(400, f"Query deserialize error: invalid {name}", TEXT) from None
 
 
+def websocket_key(request: Request, *,
+                  no_connection: str = "No Connection upgrade") -> str:
+    """The client's ``Sec-WebSocket-Key`` of an upgrade request; 400 in text, as the daemon's
+    actix answers, when it is none. ``no_connection`` is the text when ``Connection`` lacks
+    ``upgrade`` (the daemon's net API says the same as for a missing ``Upgrade``)."""
+    if (request.header("Upgrade") or "").lower() != "websocket":
+        raise HttpError(400, "No WebSocket Upgrade header found", TEXT)
+    if "upgrade" not in (request.header("Connection") or "").lower():
+        raise HttpError(400, no_connection, TEXT)
+    if (request.header("Sec-WebSocket-Version") or "") != "13":
+        raise HttpError(400, "Unsupported WebSocket version", TEXT)
+    key = request.header("Sec-WebSocket-Key")
+    if not key:
+        raise HttpError(400, "Handshake error", TEXT)
+    return key
+
+
 def _body_error(text: str, wrap: bool) -> HttpError:
     return HttpError.message(400, text) if wrap else HttpError(400, text, TEXT)
 

@@ -43,7 +43,15 @@ from wsproto.connection import Connection, ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, TextMessage
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
-from golemsync.devnet.http import TEXT, HttpError, Request, Response, Router, json_response
+from golemsync.devnet.http import (
+    TEXT,
+    HttpError,
+    Request,
+    Response,
+    Router,
+    json_response,
+    websocket_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -209,7 +217,7 @@ class NetApi:
             raise HttpError(400, "Path deserialize error: invalid ip or port", TEXT) from None
         if not 0 < port < 65536:
             raise HttpError(400, f"Path deserialize error: invalid port {port}", TEXT)
-        key = _handshake_key(request)
+        key = websocket_key(request, no_connection="No WebSocket Upgrade header found")
         with self._lock:
             node = network.nodes.get(ip)
         if node is None:
@@ -263,18 +271,6 @@ def _address(raw: Any) -> ipaddress.IPv4Address:
         return ipaddress.IPv4Address(str(raw).split("/")[0])
     except ValueError:
         raise HttpError.message(400, "Invalid IP address: invalid IP address syntax") from None
-
-
-def _handshake_key(request: Request) -> str:
-    if (request.header("Upgrade") or "").lower() != "websocket" or \
-            "upgrade" not in (request.header("Connection") or "").lower():
-        raise HttpError(400, "No WebSocket Upgrade header found", TEXT)
-    if (request.header("Sec-WebSocket-Version") or "") != "13":
-        raise HttpError(400, "Unsupported WebSocket version", TEXT)
-    key = request.header("Sec-WebSocket-Key")
-    if not key:
-        raise HttpError(400, "Handshake error", TEXT)
-    return key
 
 
 def _relay(tcp: socket.socket) -> Callable[[Any, Any], None]:

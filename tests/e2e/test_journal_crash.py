@@ -47,6 +47,23 @@ def example(net: Devnet, journal: Path) -> subprocess.Popen[str]:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def rerun(net: Devnet, journal: Path, timeout: float) -> tuple[str, str, int, int]:
+    """Run the example again with the same journal to its end: (stdout, stderr, tasks
+    resumed, tasks run), after checking it succeeded, found the word and said both counts."""
+    second = example(net, journal)
+    try:
+        out, err = second.communicate(timeout=timeout)
+    finally:
+        if second.poll() is None:
+            second.kill()
+            second.communicate()
+    assert second.returncode == 0, out + err
+    assert f"answer: {WORD}" in out
+    match = re.search(r"journal: (\d+) tasks resumed, (\d+) ran", out)
+    assert match, out
+    return out, err, int(match.group(1)), int(match.group(2))
+
+
 def approved(net: Devnet) -> bool:
     return any(a["state"] == "Approved" for a in net.ledger()["agreements"])
 
@@ -111,18 +128,7 @@ def test_kill_then_rerun_resumes_and_settles(make_devnet: Callable[..., Devnet],
     left_open = approved(net)
     if kill_point != "all-done":
         assert left_open  # the killed run left its agreements open
-    second = example(net, journal)
-    try:
-        out, err = second.communicate(timeout=240)
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.communicate()
-    assert second.returncode == 0, out + err
-    assert f"answer: {WORD}" in out
-    match = re.search(r"journal: (\d+) tasks resumed, (\d+) ran", out)
-    assert match, out
-    resumed, ran = int(match.group(1)), int(match.group(2))
+    out, _, resumed, ran = rerun(net, journal, 240)
     assert resumed + ran == SLICES
     assert resumed == done_before
     if kill_point == "tasks-done":

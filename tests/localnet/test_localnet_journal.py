@@ -8,7 +8,6 @@ invoice per agreement and nothing accepted beyond it.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import sys
 from decimal import Decimal
@@ -22,7 +21,7 @@ from golemsync.localnet import Localnet
 
 # The devnet crash test's helpers (the example's command line, the journal reader, the kill).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from test_journal_crash import SLICES, WORD, example, journal_tasks, kill_when
+from test_journal_crash import SLICES, example, journal_tasks, kill_when, rerun
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -96,18 +95,7 @@ def test_kill_then_rerun_resumes_and_settles_on_the_real_daemon(
         kill_when(first, lambda: journal_tasks(journal) >= 8)
     done_before = journal_tasks(journal)
     assert approved_in_journal(journal)  # the killed run left an agreement open
-    second = example(localnet, journal)  # type: ignore[arg-type]
-    try:
-        out, err = second.communicate(timeout=300)
-    finally:
-        if second.poll() is None:
-            second.kill()
-            second.communicate()
-    assert second.returncode == 0, out + err
-    assert f"answer: {WORD}" in out
-    match = re.search(r"journal: (\d+) tasks resumed, (\d+) ran", out)
-    assert match, out
-    resumed, ran = int(match.group(1)), int(match.group(2))
+    out, err, resumed, ran = rerun(localnet, journal, 300)  # type: ignore[arg-type]
     assert (resumed, resumed + ran) == (done_before, SLICES)
     assert "recovered a killed run: " in out
     assert journal_tasks(journal) == SLICES
