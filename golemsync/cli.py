@@ -138,14 +138,14 @@ def _run_localnet(args: argparse.Namespace) -> int:
         print(f"error: --providers must be at least 1 (got {args.providers})", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         config = _load_config(args)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         print(f"error: --config {args.config}: {exc}", file=sys.stderr)
         return 2
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Localnet(len(config.providers), config=config) as net:
             for name, value in net.env.items():
