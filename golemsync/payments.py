@@ -71,7 +71,9 @@ the worker stops taking tasks and terminates its agreement, so no provider works
 **The cost ledger.** Each agreement's accepted amount is split over the tasks that ran on it by
 their running time there; an agreement without tasks (a provider that failed before its first
 task) is split over every task. Shares are rounded to the amount's smallest unit by the
-largest-remainder method, so the tasks' costs add up exactly to :attr:`Payments.spent`.
+largest-remainder method, so the tasks' costs add up exactly to :attr:`Payments.spent`. The
+split is redone once per poll that brought invoices (not per invoice: it walks every task of
+every agreement) and when the invoices are settled (:meth:`Payments.wait_settled`).
 
 **Threads.** One thread per event stream. The debit-note thread polls without waiting on the
 server (``timeout=0``) once a second, and only while an agreement is open; the invoice thread
@@ -331,6 +333,10 @@ class Payments:
         # the committed total is cached with it (see _committed_bound).
         self._version = 0
         self._committed_cache: Optional[tuple[int, float, Decimal, Decimal]] = None
+        # Set when an invoice was decided since the tasks' costs were last split: the invoice
+        # thread splits once per poll's batch of invoices, not once per invoice (each split
+        # walks every task of every agreement).
+        self._costs_stale = False
         self._threads: list[threading.Thread] = []
         #: Set once :meth:`may_continue` refused more work for the budget's sake.
         self.out_of_budget = False
@@ -718,6 +724,10 @@ class Payments:
                         handle(getattr(event, id_field), seen)
                     except GolemError as exc:
                         logger.error("could not process %s: %s", event.event_type, exc)
+            with self._cond:
+                if self._costs_stale:  # the tasks' costs, once for this poll's invoices
+                    self._share_costs()
+                    self._cond.notify_all()
             seen = sent
             if notes and not events:
                 self._pause(DEBIT_NOTE_POLL_SECONDS)
@@ -829,7 +839,7 @@ class Payments:
                     self._flag(record)
             elif over_budget:
                 record.unpaid = max(extra, AMOUNT_EPSILON)
-                self._share_costs()
+                self._costs_stale = True
             else:
                 self._reserved += extra
             self._cond.notify_all()
@@ -853,7 +863,7 @@ class Payments:
                 self._version += 1  # what open agreements may owe may have changed
                 self._reserved -= extra
                 record.unpaid = max(extra, AMOUNT_EPSILON)
-                self._share_costs()
+                self._costs_stale = True
                 self._cond.notify_all()
             self._emit(InvoiceUnpaid(provider_id=record.provider_id,
                                      provider_name=record.provider_name,
@@ -864,7 +874,7 @@ class Payments:
             self._version += 1  # what open agreements may owe may have changed
             self._reserved -= extra
             record.invoice = amount
-            self._share_costs()
+            self._costs_stale = True
             self._cond.notify_all()
         self._emit(InvoiceAccepted(provider_id=record.provider_id,
                                    provider_name=record.provider_name,
@@ -896,6 +906,7 @@ class Payments:
     def _share_costs(self) -> None:
         """Set every task's cost: each agreement's spend split by running time there (an
         agreement without tasks over every task), largest remainders, summing exactly."""
+        self._costs_stale = False
         costs: dict[int, Decimal] = {}
         tasks: dict[int, Task[Any]] = {}
         orphaned = Decimal(0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -411,3 +412,71 @@ def test_a_note_sampled_after_the_destroy_is_not_held_against_the_provider(
     assert (payments.overcharged_providers() != {}) == flagged
     assert (summary.rejected > 0) == flagged
     assert (payments.rejected > 0) == flagged
+
+
+@dataclass
+class _InvoiceEvent:
+    invoice_id: str
+    event_date: Any
+    event_type: str = "InvoiceReceivedEvent"
+
+
+class OnePageOfInvoices(FakePayments):
+    """Invoice events: the first poll returns one page of every invoice, later polls block."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__()
+        self.pages = [[_InvoiceEvent(i, datetime.now(timezone.utc)) for i in ids]]
+        self.release = threading.Event()
+
+    def invoice_events(self, *, after: Any, timeout: float) -> list[Any]:
+        if self.pages:
+            return self.pages.pop()
+        self.release.wait(timeout)
+        return []
+
+    def debit_note_events(self, *, after: Any, timeout: float) -> list[Any]:
+        self.release.wait(timeout)
+        return []
+
+
+def test_tasks_costs_are_split_once_per_page_of_invoices() -> None:
+    api = OnePageOfInvoices(["inv1", "inv2"])
+    both = threading.Event()
+    accepted: list[Event] = []
+
+    def emit(event: Event) -> None:
+        accepted.append(event)
+        if len(accepted) == 2:
+            both.set()
+
+    payments = Payments(api, "alloc", Decimal(1), stop=threading.Event(), emit=emit)
+    splits: list[int] = []
+    split = payments._share_costs
+
+    def counting_split() -> None:
+        splits.append(1)
+        split()
+
+    payments._share_costs = counting_split  # type: ignore[method-assign]
+    tasks = [Task("a"), Task("b")]
+    for n, task in enumerate(tasks, start=1):
+        payments.track(Hire(f"ag{n}", f"0xp{n}", f"p{n}", PRICE, 1, PROPS))
+        payments.activity_started(f"ag{n}", f"act{n}")
+        payments.add_task(f"ag{n}", task)
+        task.running_time = 1.0
+        payments.activity_ended(f"ag{n}", f"act{n}")
+        payments.ended(f"ag{n}")
+        api.docs[f"inv{n}"] = Invoice(f"ag{n}", honest(0, 0), [f"act{n}"])
+    payments.start()
+    try:
+        assert both.wait(10)
+        with payments._cond:  # the page is done once the costs are no longer stale
+            assert payments._cond.wait_for(lambda: not payments._costs_stale, 10)
+    finally:
+        payments.stop()
+        api.release.set()
+        payments.join(5)
+    assert all(isinstance(e, InvoiceAccepted) for e in accepted)
+    assert [t.cost for t in tasks] == [honest(0, 0)] * 2  # set without wait_settled
+    assert len(splits) == 2  # one for the page of two invoices, one at join
