@@ -55,6 +55,11 @@ class ScriptTimeout(JobTimeout):
     """A script or its task ran past its deadline on a provider."""
 
 
+class BootFailed(ActivityTerminated):
+    """The provider could not deploy or start its runtime (the commands sent ahead of the
+    first script): the provider's failure, and no attempt of the script's tasks."""
+
+
 class ActivityCalls(Protocol):
     """The calls of :class:`golemsync.rest.ActivityApi` a :class:`BatchRunner` makes."""
 
@@ -96,6 +101,16 @@ class BatchRunner:
         self._emit = emit
         self._poll_timeout = poll_timeout
         self._stop = stop
+        self._boot: list[Command] = []
+        self._booted: Callable[[], None] = lambda: None
+
+    def boot_with(self, commands: Sequence[Command], booted: Callable[[], None]) -> None:
+        """Send ``commands`` (the activity's deploy and start) ahead of the first script's, in
+        the same ``exec``: a fresh activity's first task costs one batch, not two. ``booted``
+        is called once they succeeded; if one fails, :meth:`execute` raises
+        :class:`BootFailed` and the script's commands did not run. The script's deadline
+        (its ``timeout``, its tasks' deadlines) runs from when they are done."""
+        self._boot, self._booted = list(commands), booted
 
     def execute(self, script: Script, deadline: Optional[float]) -> Optional[BaseException]:
         """Send ``script`` and settle every command's Future; blocks until the batch is over.
@@ -112,46 +127,65 @@ class BatchRunner:
         completed = False  # every sent command settled by its provider's result
         error: Optional[BaseException] = None
         ok = False
+        boot: list[Command] = []
         try:
             sent = [command for command in commands if command.start()]
             if sent:
-                batch_id = self._activity.exec(self._activity_id, [c.wire() for c in sent])
+                boot, self._boot = self._boot, []
+                for command in boot:
+                    command.start()
+                batch = boot + sent
+                batch_id = self._activity.exec(self._activity_id, [c.wire() for c in batch])
                 self._emit(ScriptSent(provider_id=self._provider_id, provider_name=self._provider,
                                       commands=len(sent)))
                 if any(c.on_progress is not None or c.on_output for c in sent):
-                    listener = BatchListener(self._activity, self._activity_id, batch_id, sent)
-                self._follow(script, sent, batch_id, deadline)
+                    listener = BatchListener(self._activity, self._activity_id, batch_id, batch,
+                                             ahead=len(boot))
+                self._follow(script, batch, len(boot), batch_id, deadline)
                 completed = True
+            failed = next((c for c in boot if c.error is not None), None)
+            if failed is not None:
+                raise BootFailed(f"{failed.name} failed on {self._provider}: {failed.error}",
+                                 provider=self._provider) from failed.error
             error = next((c.error for c in sent if c.error is not None), None)
             ok = error is None
         except BaseException as exc:
-            for command in commands:
+            for command in boot + commands:
                 command.abandon(f"{type(exc).__name__}: {exc}")
             raise
         finally:
             if listener is not None:
                 listener.finish(completed=completed)
-            for command in commands:
+            for command in boot + commands:
                 command.release(ok)
         return error
 
-    def _follow(self, script: Script, sent: list[Command], batch_id: str,
+    def _follow(self, script: Script, batch: list[Command], booting: int, batch_id: str,
                 deadline: Optional[float]) -> None:
-        """Settle the sent commands in order, one ``commandIndex`` long-poll at a time."""
-        watch = _Watch(time.monotonic())
+        """Settle the batch's commands in order, one ``commandIndex`` long-poll at a time; the
+        first ``booting`` are the activity's deploy and start (no deadline while they run)."""
+        began = watch_start = time.monotonic()
+        watch = _Watch(watch_start)
         cursor = 0
-        while cursor < len(sent):
-            wait = self._window(deadline, script)
+        while cursor < len(batch):
+            wait = self._window(deadline if cursor >= booting else None, script)
             item = self._poll(batch_id, cursor, wait, watch)
             if item is None:
                 continue
-            watch.progressed(time.monotonic())
-            ok = self._settle(sent[cursor], item)
+            now = time.monotonic()
+            watch.progressed(now)
+            ok = self._settle(batch[cursor], item, first=0 if cursor < booting else booting)
             cursor += 1
             if not ok:
-                for command in sent[cursor:]:
-                    command.abandon(f"command {item.index} before it failed")
+                why = f"command {item.index - booting} before it failed" if cursor > booting \
+                    else f"the activity's {batch[cursor - 1].name} failed"
+                for command in batch[cursor:]:
+                    command.abandon(why)
                 return
+            if cursor == booting:
+                self._booted()
+                if deadline is not None:  # the script's time starts now
+                    deadline += now - began
 
     def _poll(self, batch_id: str, index: int, wait: float,
               watch: _Watch) -> Optional[ExeScriptCommandResult]:
@@ -191,12 +225,15 @@ class BatchRunner:
         logger.info("results poll on %s: %s; polling again", self._provider, what)
         self._stop.wait(0.25 * 2 ** watch.errors)
 
-    def _settle(self, command: Command, item: ExeScriptCommandResult) -> bool:
+    def _settle(self, command: Command, item: ExeScriptCommandResult, first: int) -> bool:
+        """Settle ``command`` with ``item``; its index in its script is the batch's minus
+        ``first`` (the boot commands sent ahead of it)."""
         ok = item.result == "Ok"
-        command.settle(result_from_wire(command.name, item.index, ok, item.stdout, item.stderr,
+        index = item.index - first
+        command.settle(result_from_wire(command.name, index, ok, item.stdout, item.stderr,
                                         item.message, item.event_date))
         self._emit(CommandFinished(provider_id=self._provider_id, provider_name=self._provider,
-                                   index=item.index, command=command.name, success=ok,
+                                   index=index, command=command.name, success=ok,
                                    message=item.message))
         return ok
 

@@ -729,7 +729,7 @@ class Payments:
                     self._share_costs()
                     self._cond.notify_all()
             seen = sent
-            if notes and not events:
+            if notes:  # the notes of the next second come in one poll, however many providers
                 self._pause(DEBIT_NOTE_POLL_SECONDS)
 
     def _pause(self, seconds: float) -> None:

@@ -1,10 +1,11 @@
 """One hired provider's session: its activity, the user's worker over queued tasks, the end.
 
-The session creates the activity, deploys and starts it, then drives the user's worker
-generator: every script it yields is executed on this provider and the generator resumes when
-the batch is over (a failed command is thrown into it, so it may catch
-:class:`~golemsync.errors.CommandFailed`). What happens when something goes wrong depends on
-whose fault it is (:func:`classify`):
+The session creates the activity, then drives the user's worker generator (the activity's
+deploy and start go in the same ``exec`` as the first script's commands, ahead of them:
+:meth:`BatchRunner.boot_with <golemsync.execution.BatchRunner.boot_with>`). Every script it
+yields is executed on this provider and the generator resumes when the batch is over (a
+failed command is thrown into it, so it may catch :class:`~golemsync.errors.CommandFailed`).
+What happens when something goes wrong depends on whose fault it is (:func:`classify`):
 
 * a **task failure** (a command failed, an attempt timed out) sends the tasks the generator
   held back to the queue, and the session goes on with a fresh generator (after a timeout, on a
@@ -12,7 +13,8 @@ whose fault it is (:func:`classify`):
   in a row with no accepted task between them the provider is deemed unreliable and released
   (a task that failed here comes back here only when no other provider serves the job);
 * a **provider failure** (the activity died, the provider stopped answering, its activity could
-  not be created or started) ends the session; the job releases and excludes the provider;
+  not be created or started) ends the session; the job releases and excludes the provider
+  (a failed deploy or start sends the first script's tasks back to the queue, no attempt lost);
 * a **requestor error** (a missing local file, the worker raised its own exception or yielded
   something other than a script) fails the task the worker held at once, with that error, and
   the session goes on: the provider is not blamed. Raised before the worker took any task it
@@ -51,7 +53,7 @@ from .errors import (
     WorkerFailed,
 )
 from .events import ActivityStarted, Event
-from .execution import BatchRunner
+from .execution import BatchRunner, BootFailed
 from .market import Hire
 from .script import Script
 from .tasks import DRAINED, Task, TaskStatus, Verdict
@@ -353,7 +355,16 @@ class ProviderSession:
             _execute=self._execute, _storage=self._storage,
             _usage=lambda: self._read_usage(activity_id), _pricing=hire.pricing,
         )
-        deploy_and_start(ctx, self._emit)
+        boot = ctx.new_script()
+        boot.deploy()
+        boot.start()
+
+        def booted() -> None:
+            self._emit(ActivityStarted(provider_id=hire.provider_id,
+                                       provider_name=hire.provider_name,
+                                       activity_id=activity_id))
+
+        runner.boot_with(boot.seal(), booted)  # sent ahead of the first script's commands
         return ctx
 
     def _read_usage(self, activity_id: str) -> Usage:
@@ -423,7 +434,8 @@ class ProviderSession:
                 return True
             raise WorkerFailed(f"the worker raised {type(exc).__name__} before taking a task: "
                                f"{exc}") from exc
-        feed.end_outstanding(exc, Verdict.FAILED if fault is Fault.PROVIDER else Verdict.RETURNED)
+        task_failed = fault is Fault.PROVIDER and not isinstance(exc, BootFailed)
+        feed.end_outstanding(exc, Verdict.FAILED if task_failed else Verdict.RETURNED)
         return False
 
     def _drive(self, ctx: WorkContext, feed: TaskFeed) -> None:

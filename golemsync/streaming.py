@@ -128,7 +128,9 @@ class _Lines:
 class BatchListener:
     """Follows one batch's events and runs its commands' progress and output callbacks.
 
-    ``commands`` are the commands sent, in batch order (their index is their position).
+    ``commands`` are the commands sent, in batch order (their index is their position); the
+    first ``ahead`` of them are not the script's (the activity's deploy and start), so the
+    messages name a command by its index in the script.
     Call :meth:`finish` once the batch is over (it joins both threads).
     """
 
@@ -147,8 +149,9 @@ class BatchListener:
     REOPENS = 3
 
     def __init__(self, activity: StreamOpener, activity_id: str, batch_id: str,
-                 commands: Sequence[Command]) -> None:
+                 commands: Sequence[Command], *, ahead: int = 0) -> None:
         self._activity = activity
+        self._ahead = ahead
         self._ids = (activity_id, batch_id)
         self._progress: list[Optional[Progress]] = [c.on_progress for c in commands]
         self._output: list[Mapping[str, Callable[[str], None]]] = [
@@ -263,9 +266,9 @@ class BatchListener:
         if not lines:
             return
         callback = self._output[index][name]
+        what = f"on_{name} of command {index - self._ahead}"
         for line in lines:
-            self._put(_Delivery(callback, (line,), f"on_{name} of command {index}",
-                                len(line) + 1))
+            self._put(_Delivery(callback, (line,), what, len(line) + 1))
 
     def _queue_progress(self, index: int, payload: Any) -> None:
         try:
@@ -278,7 +281,8 @@ class BatchListener:
         if callback is None or moved <= self._moved.get(index, -1):
             return
         self._moved[index] = moved
-        self._put(_Delivery(callback, (moved, total), f"progress of command {index}", 64))
+        what = f"progress of command {index - self._ahead}"
+        self._put(_Delivery(callback, (moved, total), what, 64))
 
     def _put(self, item: _Delivery) -> None:
         with self._cond:

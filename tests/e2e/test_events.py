@@ -21,7 +21,8 @@ def test_event_order_for_a_simple_job(devnet: Devnet) -> None:
     with golem_for(devnet, on_event=seen.append) as golem:
         list(golem.execute_tasks(echo_worker, ["x"], PAYLOAD, max_workers=1))
     kinds = [type(e).__name__ for e in seen]
-    order = ["JobStarted", "OfferReceived", "AgreementCreated", "ActivityStarted", "ScriptSent",
+    # the activity's deploy and start go ahead of the first script in its exec
+    order = ["JobStarted", "OfferReceived", "AgreementCreated", "ScriptSent", "ActivityStarted",
              "CommandFinished", "TaskAccepted", "AgreementTerminated", "InvoiceAccepted"]
     position = -1
     for kind in order:  # each in turn, after the previous one

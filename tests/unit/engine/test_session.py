@@ -29,8 +29,9 @@ HIRE = Hire("agr-1", "0xprov", "prov", None, 2, {})
 class FakeExeUnit:
     """The activity API of one provider, answered from memory."""
 
-    def __init__(self, *, create_status: int = 200) -> None:
+    def __init__(self, *, create_status: int = 200, failing_boot: str = "") -> None:
         self.create_status = create_status
+        self.failing_boot = failing_boot  # "deploy" or "start": that command fails
         self.batches: dict[str, list[dict[str, Any]]] = {}
         self.destroyed: list[str] = []
         self._ids = itertools.count(1)
@@ -46,7 +47,8 @@ class FakeExeUnit:
             commands = json.loads(request.json()["text"])
             batch = f"batch{next(self._ids)}"
             with self._lock:
-                self.batches[batch] = [self._result(i, c) for i, c in enumerate(commands)]
+                self.batches[batch] = [self._result(i, c, self.failing_boot)
+                                       for i, c in enumerate(commands)]
             return Response.from_json(batch)
         if method == "GET" and "/exec/" in path:
             with self._lock:
@@ -63,12 +65,14 @@ class FakeExeUnit:
         return Response.from_json({"message": f"unexpected {method} {path}"}, status=404)
 
     @staticmethod
-    def _result(index: int, command: dict[str, Any]) -> dict[str, Any]:
+    def _result(index: int, command: dict[str, Any], failing_boot: str) -> dict[str, Any]:
         base = {"index": index, "eventDate": "2026-12-02T00:00:00Z", "isBatchFinished": False,
                 "stdout": None, "stderr": None, "message": None, "result": "Ok"}
         run = command.get("run")
         fate = run["entry_point"].rsplit("/", 1)[1] if run else "ok"
-        if fate == "fail":
+        if failing_boot in command:
+            base.update(result="Error", isBatchFinished=True, message="image not found")
+        elif fate == "fail":
             base.update(result="Error", stderr="no such input\n", isBatchFinished=True,
                         message="ExeScript command exited with code 3")
         elif fate == "silent":
@@ -199,3 +203,34 @@ def test_the_budget_stops_the_provider_between_tasks(allowed: int) -> None:
     assert end == SessionEnd()
     assert len(ledger.tasks) == allowed
     assert [t.status for t in queue.unfinished()].count(TaskStatus.PENDING) == 4 - allowed
+
+
+def test_deploy_and_start_go_ahead_of_the_first_script_in_one_exec() -> None:
+    unit = FakeExeUnit()
+    seen: list[int] = []
+
+    def worker(ctx: WorkContext, tasks: Iterator[Task[Any]]) -> Iterator[Script]:
+        for task in tasks:
+            script = ctx.new_script()
+            out = script.run("/bin/ok")
+            yield script
+            seen.append(out.result().index)
+            task.accept_result(out.result().text.strip())
+
+    end, queue, transport = run_session(["a", "b"], worker, unit)
+    assert end == SessionEnd() and [t.result for t in taken(queue)] == ["ok", "ok"]
+    batches = [[next(iter(c)) for c in b] for b in
+               (json.loads(r.json()["text"]) for r in transport.requests
+                if r.path.endswith("/exec"))]
+    assert batches == [["deploy", "start", "run"], ["run"]]
+    assert seen == [0, 0]  # indices within the script, whatever went ahead of it
+
+
+@pytest.mark.parametrize("failing", ["deploy", "start"])
+def test_a_failed_deploy_or_start_is_the_providers_and_costs_the_task_no_attempt(
+        failing: str) -> None:
+    end, queue, transport = run_session(["ok"], fate_worker, FakeExeUnit(failing_boot=failing))
+    assert end.provider_failed and f"{failing} failed on prov" in (end.reason or "")
+    (back,) = queue.unfinished()
+    assert back.status is TaskStatus.PENDING and back.attempts == 0
+    assert len([r for r in transport.requests if r.path.endswith("/exec")]) == 1
