@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence, Sized
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -88,6 +89,10 @@ if TYPE_CHECKING:
     from .vpn import Network
 
 logger = logging.getLogger(__name__)
+
+#: Threads that destroy the activities of a stopping job at once (each destroy ends the
+#: session's results poll in flight; the sessions then terminate their agreements).
+INTERRUPT_THREADS = 8
 
 _job_numbers = itertools.count(1)
 
@@ -986,8 +991,16 @@ class Job:
             sessions = list(self._sessions.values())
         if self._negotiator is not None:
             self._negotiator.interrupt()
-        for session in sessions:
-            session.interrupt()
+        if len(sessions) <= 1:
+            for session in sessions:
+                session.interrupt()
+            return
+        # Each interrupt is a round trip (destroying the activity): a few at a time, so the
+        # last session's agreement is not terminated only after every other activity is gone.
+        workers = min(INTERRUPT_THREADS, len(sessions))
+        with ThreadPoolExecutor(workers, thread_name_prefix="golemsync-interrupt") as pool:
+            for _ in pool.map(ProviderSession.interrupt, sessions):
+                pass
 
     def stop_and_join(self, timeout: float = 60.0) -> None:
         """Stop hiring and handing out tasks; wait for every thread to end. Idempotent."""

@@ -163,33 +163,44 @@ class BatchRunner:
     def _follow(self, script: Script, batch: list[Command], booting: int, batch_id: str,
                 deadline: Optional[float]) -> None:
         """Settle the batch's commands in order, one ``commandIndex`` long-poll at a time; the
-        first ``booting`` are the activity's deploy and start (no deadline while they run)."""
-        began = watch_start = time.monotonic()
-        watch = _Watch(watch_start)
+        first ``booting`` are the activity's deploy and start (no deadline while they run).
+
+        The first poll of a booting batch asks for the script's first command at once (the
+        daemon's answer holds every result before it, so an ordinary start costs no poll of
+        its own); if that poll times out (a slow deploy, or one that failed: the daemon then
+        answers only at the end of the window), the boot commands are polled one by one."""
+        began = time.monotonic()
+        watch = _Watch(began)
         cursor = 0
+        leap = booting > 0  # poll past the boot commands in one go
         while cursor < len(batch):
+            target = booting if leap else cursor
             wait = self._window(deadline if cursor >= booting else None, script)
-            item = self._poll(batch_id, cursor, wait, watch)
-            if item is None:
+            items = self._poll(batch_id, cursor, target, wait, watch)
+            if items is None:
+                leap = False
                 continue
             now = time.monotonic()
             watch.progressed(now)
-            ok = self._settle(batch[cursor], item, first=0 if cursor < booting else booting)
-            cursor += 1
-            if not ok:
-                why = f"command {item.index - booting} before it failed" if cursor > booting \
-                    else f"the activity's {batch[cursor - 1].name} failed"
-                for command in batch[cursor:]:
-                    command.abandon(why)
-                return
-            if cursor == booting:
-                self._booted()
-                if deadline is not None:  # the script's time starts now
-                    deadline += now - began
+            for item in items:
+                ok = self._settle(batch[cursor], item, first=0 if cursor < booting else booting)
+                cursor += 1
+                if not ok:
+                    why = f"command {item.index - booting} before it failed" \
+                        if cursor > booting else f"the activity's {batch[cursor - 1].name} failed"
+                    for command in batch[cursor:]:
+                        command.abandon(why)
+                    return
+                if cursor == booting:
+                    self._booted()
+                    if deadline is not None:  # the script's time starts now
+                        deadline += now - began
+            leap = False
 
-    def _poll(self, batch_id: str, index: int, wait: float,
-              watch: _Watch) -> Optional[ExeScriptCommandResult]:
-        """Wait (``wait`` s at most) for command ``index``; its result, or None to poll again."""
+    def _poll(self, batch_id: str, cursor: int, index: int, wait: float,
+              watch: _Watch) -> Optional[list[ExeScriptCommandResult]]:
+        """Wait (``wait`` s at most) for command ``index``; the results from ``cursor`` to it,
+        in order, or None to poll again."""
         began = time.monotonic()
         try:
             items = self._activity.get_exec_results(self._activity_id, batch_id, timeout=wait,
@@ -210,10 +221,16 @@ class BatchRunner:
         except ApiError as exc:
             self._suspect(exc, str(exc), watch)
             return None
-        for item in items:
-            if item.index == index:
-                return item
-        raise ProtocolError(f"results of batch {batch_id} lack command {index}: {items!r}")
+        by_index = {item.index: item for item in items}
+        wanted: list[ExeScriptCommandResult] = []
+        for i in range(cursor, index + 1):
+            item = by_index.get(i)
+            if item is None:
+                raise ProtocolError(f"results of batch {batch_id} lack command {i}: {items!r}")
+            wanted.append(item)
+            if item.result != "Ok":  # nothing after a failed command ran
+                break
+        return wanted
 
     def _suspect(self, exc: ApiError, what: str, watch: _Watch) -> None:
         """A poll went wrong: raise if the activity is gone, else back off (or give up)."""

@@ -19,7 +19,7 @@ from golemsync.errors import (
     StorageError,
 )
 from golemsync.events import CommandFinished, Event, ScriptSent
-from golemsync.execution import BatchRunner, ScriptTimeout
+from golemsync.execution import BatchRunner, BootFailed, ScriptTimeout
 from golemsync.rest.wire import RuntimeEvent
 from golemsync.script import Script
 
@@ -424,3 +424,52 @@ def test_a_script_runs_once() -> None:
     setup.start(script).join()
     with pytest.raises(RuntimeError, match="only once"):
         setup.start(script).join()
+
+
+def _boot(setup: Setup, booted: list[int]) -> None:
+    boot = setup.ctx.new_script()
+    boot.deploy()
+    boot.start()
+    setup.runner.boot_with(boot.seal(), lambda: booted.append(1))
+
+
+def test_boot_commands_ride_ahead_of_the_first_script_in_one_exec_and_one_poll() -> None:
+    setup, booted = Setup(), []
+    _boot(setup, booted)
+    script = setup.ctx.new_script()
+    out = script.run("/bin/echo", "hi")
+    running = setup.start(script)
+    setup.activity.wait_for(batches=1)
+    for _ in range(3):
+        setup.activity.finish(stdout="hi\n")
+    assert running.join() is None
+    assert out.result(timeout=0).index == 0 and out.result().stdout == "hi\n"
+    assert [next(iter(c)) for c in setup.activity.batches[0]] == ["deploy", "start", "run"]
+    assert setup.activity.polls == [Poll(WINDOW, 2)]  # straight to the script's command
+    assert booted == [1]
+    sent = [e for e in setup.events if isinstance(e, ScriptSent)]
+    assert [e.commands for e in sent] == [1]
+    second = setup.ctx.new_script()
+    again = second.run("/bin/echo", "again")
+    running = setup.start(second)
+    setup.activity.wait_for(batches=2)
+    setup.activity.finish(stdout="again\n")
+    assert running.join() is None and again.result(timeout=0).index == 0
+    assert [next(iter(c)) for c in setup.activity.batches[1]] == ["run"]
+    assert booted == [1]
+
+
+def test_a_failed_deploy_raises_boot_failed_and_the_script_never_ran() -> None:
+    setup, booted = Setup(), []
+    _boot(setup, booted)
+    script = setup.ctx.new_script()
+    out = script.run("/bin/echo", "hi")
+    running = setup.start(script)
+    setup.activity.wait_for(batches=1)
+    setup.activity.finish(ok=False, message="image not found")
+    with pytest.raises(BootFailed, match="deploy failed on alice"):
+        running.join()
+    with pytest.raises(CommandFailed, match="deploy failed"):
+        out.result(timeout=0)
+    assert booted == []
+    assert [p.command_index for p in setup.activity.polls][-1] == 0  # polled one by one
