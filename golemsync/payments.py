@@ -75,6 +75,18 @@ largest-remainder method, so the tasks' costs add up exactly to :attr:`Payments.
 split is redone once per poll that brought invoices (not per invoice: it walks every task of
 every agreement) and when the invoices are settled (:meth:`Payments.wait_settled`).
 
+**When notes are fetched and accepted.** A debit note needs accepting within the agreed
+acceptance timeout, not at once, and it no longer matters once its agreement's invoice is
+decided (the daemon then ignores its acceptance). So notes are fetched, checked and accepted
+``NOTE_DELAY_SECONDS`` after they are announced, all those due together in one listing (by
+id those a skewed provider clock keeps out of it), or as soon as an ended agreement is owed
+its invoice, which they then bound. A note of an ended agreement that passes the checks is
+*held*: the invoice supersedes it, and it is accepted only if that invoice is rejected or
+none comes by :meth:`Payments.wait_settled`'s deadline, so a provider is paid what its notes
+justify even then. A short job's notes are thus checked but never accepted: two requests
+fewer per note. Usage is checked at the instant the note was announced, however much later
+it is fetched.
+
 **Threads.** One thread per event stream. The debit-note thread polls without waiting on the
 server (``timeout=0``) once a second, and only while an agreement is open; the invoice thread
 long-polls with a short window (``INVOICE_POLL_SECONDS``) only while an ended agreement is owed
@@ -89,9 +101,9 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
 from . import timestamps
 from .errors import ApiError, GolemError
@@ -133,6 +145,14 @@ MAX_USAGE_AGE_SECONDS = 5.0
 AMOUNT_EPSILON = Decimal("1e-15")
 #: How often the debit-note thread looks for new notes while an agreement is open.
 DEBIT_NOTE_POLL_SECONDS = 1.0
+#: How long a debit note of an open agreement may wait before it is fetched, checked and
+#: accepted (the agreed acceptance timeout is 240 s, or the provider's when 30 s or more:
+#: :mod:`golemsync.market`); the notes that come in the meantime are
+#: fetched together, in one listing.
+NOTE_DELAY_SECONDS = 10.0
+#: How far before the earliest event a listing of notes starts: notes are listed by their own
+#: timestamp, on the provider's clock; a note a more skewed clock hides is fetched by its id.
+LISTING_MARGIN = timedelta(seconds=60)
 #: The server-side wait of one invoice poll while an invoice is owed.
 INVOICE_POLL_SECONDS = 0.5
 #: A provider is hired only if the budget left covers its start price and this long at full CPU.
@@ -267,6 +287,10 @@ class AgreementCost:
     # are unchanged (an ended agreement's), so each invoice does not re-split every agreement
     split_key: Optional[tuple[Decimal, tuple[tuple[int, float], ...]]] = None
     split_parts: dict[int, Decimal] = field(default_factory=dict)
+    # notes that passed the checks after the agreement ended: its invoice supersedes them, so
+    # they are accepted only if that invoice is rejected or never comes
+    # (note id -> note, seen, announced: see Payments._handle_note)
+    held: dict[str, tuple[DebitNote, float, float]] = field(default_factory=dict)
 
     @property
     def debit_notes(self) -> dict[str, Decimal]:
@@ -337,6 +361,9 @@ class Payments:
         # thread splits once per poll's batch of invoices, not once per invoice (each split
         # walks every task of every agreement).
         self._costs_stale = False
+        # debit notes announced but not fetched yet: note id -> (event date, seen)
+        # (see _handle_note for seen and announced)
+        self._pending_notes: dict[str, tuple[datetime, float, float]] = {}
         self._threads: list[threading.Thread] = []
         #: Set once :meth:`may_continue` refused more work for the budget's sake.
         self.out_of_budget = False
@@ -576,9 +603,25 @@ class Payments:
                 open_ = [r for r in self._agreements.values() if not r.settled]
                 remaining = deadline - time.monotonic()
                 if not open_ or remaining <= 0 or self._stop.is_set():
-                    self._share_costs()
-                    return open_
+                    break
                 self._cond.wait(remaining)
+        for record in open_:  # no invoice came: the notes that passed are what is paid
+            if record.ended is not None:
+                self._accept_held(record)
+        with self._cond:
+            self._share_costs()
+        return open_
+
+    def _accept_held(self, record: AgreementCost) -> None:
+        """Accept the notes held for ``record`` (its invoice was rejected or never came)."""
+        with self._cond:
+            held = sorted(record.held.values(), key=lambda h: h[0].total_amount_due)
+            record.held.clear()
+        for note, seen, announced in held:
+            try:
+                self._handle_note(note, seen, announced, fallback=True)
+            except GolemError as exc:
+                logger.error("could not accept debit note %s: %s", note.debit_note_id, exc)
 
     # -- the checks (lock held) ----------------------------------------------------------------
     def _bounds(self, record: AgreementCost, use: ActivityUse, now: float) -> tuple[float, float]:
@@ -684,75 +727,173 @@ class Payments:
 
     # -- event loops -----------------------------------------------------------------------------
     def _debit_note_loop(self) -> None:
-        self._follow(self._api.debit_note_events, "DebitNoteReceivedEvent", "debit_note_id",
-                     self._on_debit_note, notes=True)
-
-    def _invoice_loop(self) -> None:
-        self._follow(self._api.invoice_events, "InvoiceReceivedEvent", "invoice_id",
-                     self._on_invoice, notes=False)
-
-    def _wanted(self, notes: bool, last_poll: float) -> bool:
-        # lock held. Notes: an agreement is open, or ended since the last poll was sent (its
-        # last notes may have come in between). Invoices: an ended agreement is owed one.
-        if notes:
-            return any(r.ended is None or r.ended >= last_poll for r in self._agreements.values())
-        return any(r.ended is not None and not r.settled for r in self._agreements.values())
-
-    def _follow(self, poll: Callable[..., list[Any]], wanted: str, id_field: str,
-                handle: Callable[[str, Optional[float]], None], *, notes: bool) -> None:
+        """Poll note events once a second; fetch the notes announced when they are due."""
         since = self._since
-        window = 0.0 if notes else min(self._poll_timeout, INVOICE_POLL_SECONDS)
         seen = self._clock()  # a document a poll returns existed no earlier than this
         sent = float("-inf")
         while True:
             with self._cond:
-                while not self._stop.is_set() and not self._wanted(notes, sent):
+                while not self._stop.is_set() and not self._wanted(True, sent):
                     self._cond.wait(1.0)
                 if self._stop.is_set():
                     return
             sent = self._clock()
             try:
-                events = poll(after=since, timeout=window)
+                events = self._api.debit_note_events(after=since, timeout=0.0)
             except GolemError as exc:
                 logger.warning("payment events: %s", exc)
                 self._pause(1.0)  # back off; the daemon may be restarting
                 continue
+            announced = self._clock()
+            with self._cond:
+                for event in events:
+                    since = max(since, event.event_date)
+                    if event.event_type == "DebitNoteReceivedEvent" and \
+                            event.debit_note_id not in self._decided:
+                        self._pending_notes.setdefault(event.debit_note_id,
+                                                       (event.event_date, seen, announced))
+                due = self._notes_due(sent)
+            if due:
+                with self._cond:  # _fetch_pending_notes takes them (and puts back on errors)
+                    self._pending_notes.update(due)
+                self._fetch_pending_notes()
+            seen = sent
+            self._pause(DEBIT_NOTE_POLL_SECONDS)  # the next second's notes come in one poll
+
+    def _notes_due(self, now: float) -> dict[str, tuple[datetime, float, float]]:
+        """The pending notes to fetch now (lock held): all of them once one has waited
+        ``NOTE_DELAY_SECONDS`` or an ended agreement is owed its invoice (which they bound);
+        none, and forgotten, once no agreement is left unsettled."""
+        pending = self._pending_notes
+        if not pending:
+            return {}
+        if all(r.settled for r in self._agreements.values()):
+            pending.clear()  # every invoice is decided: the notes no longer matter
+            return {}
+        oldest = min(announced for _, _, announced in pending.values())
+        owed = any(r.ended is not None and not r.settled for r in self._agreements.values())
+        if now - oldest < NOTE_DELAY_SECONDS and not owed:
+            return {}
+        due = dict(pending)
+        pending.clear()
+        return due
+
+    def _fetch_notes(self, due: Mapping[str, tuple[datetime, float, float]]) -> None:
+        """Fetch and handle the notes ``due``: one listing for several (from just before the
+        earliest announced), by id those it lacks; each activity's in cumulative order."""
+        notes = _fetch({i: stamp for i, (stamp, _, _) in due.items()},
+                       self._api.get_debit_note, self._api.list_debit_notes,
+                       lambda n: n.debit_note_id)
+        notes.sort(key=lambda n: (n.activity_id, n.total_amount_due))
+        for note in notes:
+            try:
+                _, seen, announced = due[note.debit_note_id]
+                self._handle_note(note, seen, announced)
+            except GolemError as exc:
+                logger.error("could not process debit note %s: %s", note.debit_note_id, exc)
+
+    def _invoice_loop(self) -> None:
+        """Long-poll invoice events while an invoice is owed; handle the invoices announced
+        (several in one listing, as the notes) and split the tasks' costs once per page."""
+        since = self._since
+        window = min(self._poll_timeout, INVOICE_POLL_SECONDS)
+        seen = self._clock()  # a document a poll returns existed no earlier than this
+        while True:
+            with self._cond:
+                while not self._stop.is_set() and not self._wanted(False, 0.0):
+                    self._cond.wait(1.0)
+                if self._stop.is_set():
+                    return
+            sent = self._clock()
+            try:
+                events = self._api.invoice_events(after=since, timeout=window)
+            except GolemError as exc:
+                logger.warning("payment events: %s", exc)
+                self._pause(1.0)  # back off; the daemon may be restarting
+                continue
+            announced: dict[str, datetime] = {}
             for event in events:
                 since = max(since, event.event_date)
-                if event.event_type == wanted:
-                    try:
-                        handle(getattr(event, id_field), seen)
-                    except GolemError as exc:
-                        logger.error("could not process %s: %s", event.event_type, exc)
+                if event.event_type == "InvoiceReceivedEvent" and \
+                        event.invoice_id not in self._decided:
+                    announced.setdefault(event.invoice_id, event.event_date)
+            if announced:
+                try:
+                    self._fetch_invoices(announced, seen)
+                except GolemError as exc:
+                    logger.error("could not fetch invoices: %s", exc)
             with self._cond:
                 if self._costs_stale:  # the tasks' costs, once for this poll's invoices
                     self._share_costs()
                     self._cond.notify_all()
             seen = sent
-            if notes:  # the notes of the next second come in one poll, however many providers
-                self._pause(DEBIT_NOTE_POLL_SECONDS)
+
+    def _fetch_invoices(self, announced: Mapping[str, datetime], seen: float) -> None:
+        """Fetch and handle the invoices ``announced`` (id -> event date): one listing for
+        several, by id those it lacks (see :meth:`_fetch_notes`)."""
+        invoices = _fetch(announced, self._api.get_invoice, self._api.list_invoices,
+                          lambda i: i.invoice_id)
+        for invoice in invoices:
+            try:
+                self._handle_invoice(invoice, seen)
+            except GolemError as exc:
+                logger.error("could not process invoice %s: %s", invoice.invoice_id, exc)
+
+    def _wanted(self, notes: bool, last_poll: float) -> bool:
+        # lock held. Notes: an agreement is open, or ended since the last poll was sent (its
+        # last notes may have come in between). Invoices: an ended agreement is owed one.
+        if notes:
+            return bool(self._pending_notes) or any(
+                r.ended is None or r.ended >= last_poll for r in self._agreements.values())
+        return any(r.ended is not None and not r.settled for r in self._agreements.values())
 
     def _pause(self, seconds: float) -> None:
-        # a wait that stop() cuts short
-        with self._cond:
-            if not self._stop.is_set():
-                self._cond.wait(seconds)
+        # a wait that only stopping cuts short (not every change of the ledger, which
+        # notifies the condition: with many agreements the pause would hardly ever last)
+        self._stop.wait(seconds)
 
     # -- documents ---------------------------------------------------------------------------------
-    def _on_debit_note(self, note_id: str, seen: Optional[float] = None) -> None:
+    def _on_debit_note(self, note_id: str, seen: Optional[float] = None,
+                       announced: Optional[float] = None) -> None:
+        """Fetch one note and handle it (:meth:`_handle_note`)."""
         if note_id in self._decided:
             return
-        note = self._api.get_debit_note(note_id)
+        self._handle_note(self._api.get_debit_note(note_id), seen, announced)
+
+    def _handle_note(self, note: DebitNote, seen: Optional[float] = None,
+                     announced: Optional[float] = None, fallback: bool = False) -> None:
+        """Check ``note``; accept it while its agreement is open. After the agreement ended
+        a note that passes is held (:attr:`AgreementCost.held`): the invoice supersedes it,
+        and it is accepted (``fallback``) only if that invoice is rejected or never comes.
+
+        ``seen``: the note existed no earlier than this instant (the poll before the one that
+        announced it); ``announced``: it existed by then (that poll's return), the instant its
+        usage is checked at, however much later it is fetched (default: now)."""
+        note_id = note.debit_note_id
         amount: Decimal = note.total_amount_due
         with self._cond:
             self._version += 1  # what open agreements may owe may have changed
             record = self._agreements.get(note.agreement_id)
-            if record is None or note_id in self._decided:
+            if record is None or (note_id in self._decided and not fallback):
                 return  # not one of ours (another session of the same identity)
             self._decided.add(note_id)
             now = self._clock()
-            refusal = self._check_note(record, note, now)
+            refusal = self._check_note(record, note, now if announced is None else announced)
             extra = Decimal(0)
+            if refusal is None and record.ended is not None and not fallback:
+                use = record.activities[note.activity_id]
+                counters = record.tariff.counters(note.usage_counter_vector) \
+                    if record.tariff is not None else None
+                if counters is not None:  # the best usage we know, for the invoice
+                    use.reported = counters
+                    use.reported_seen = now if seen is None else max(seen, use.requested)
+                if not record.settled:
+                    record.held[note_id] = (note, now if seen is None else seen,
+                                            now if announced is None else announced)
+                elif record.invoice_rejected:
+                    fallback = True  # the invoice was rejected already: pay the note now
+                if not fallback:
+                    return
             if refusal is None:
                 use = record.activities[note.activity_id]
                 new_noted = record.noted - use.note_amount + amount
@@ -816,9 +957,37 @@ class Payments:
             self._flag(record)
 
     def _on_invoice(self, invoice_id: str, seen: Optional[float] = None) -> None:
+        """Fetch one invoice and handle it (:meth:`_handle_invoice`)."""
         if invoice_id in self._decided:
             return
-        invoice = self._api.get_invoice(invoice_id)
+        self._handle_invoice(self._api.get_invoice(invoice_id), seen)
+
+    def _fetch_pending_notes(self) -> None:
+        """Fetch every note announced and not fetched yet (an invoice is about to be checked:
+        they bound it). Either thread may call it; each takes the notes it fetches."""
+        with self._cond:
+            due = dict(self._pending_notes)
+            self._pending_notes.clear()
+        if not due:
+            return
+        try:
+            self._fetch_notes(due)
+        except GolemError as exc:  # they stay pending (the note thread tries again)
+            logger.error("could not fetch debit notes: %s", exc)
+            with self._cond:
+                for note_id, when in due.items():
+                    if note_id not in self._decided:
+                        self._pending_notes.setdefault(note_id, when)
+
+    def _handle_invoice(self, invoice: Invoice, seen: Optional[float] = None) -> None:
+        """Check ``invoice`` against its agreement's bounds; accept, reject or leave unpaid."""
+        invoice_id = invoice.invoice_id
+        if invoice_id in self._decided:
+            return
+        with self._cond:
+            ours = invoice.agreement_id in self._agreements
+        if ours:
+            self._fetch_pending_notes()
         amount: Decimal = invoice.amount
         with self._cond:
             self._version += 1  # what open agreements may owe may have changed
@@ -845,6 +1014,7 @@ class Payments:
             self._cond.notify_all()
         if refusal is not None:
             self._reject_invoice(record, invoice_id, amount, *refusal)
+            self._accept_held(record)  # the notes that passed are what is paid
             return
         if over_budget:
             message = (f"accepting it would take the total over the budget {self.budget} "
@@ -874,6 +1044,7 @@ class Payments:
             self._version += 1  # what open agreements may owe may have changed
             self._reserved -= extra
             record.invoice = amount
+            record.held.clear()  # superseded by the invoice
             self._costs_stale = True
             self._cond.notify_all()
         self._emit(InvoiceAccepted(provider_id=record.provider_id,
@@ -930,6 +1101,22 @@ class Payments:
                 costs[key] = costs.get(key, Decimal(0)) + part
         for key, task in tasks.items():
             task.cost = costs.get(key, Decimal(0))
+
+
+D = TypeVar("D")
+
+
+def _fetch(announced: Mapping[str, datetime], get: Callable[[str], D],
+           listing: Callable[..., list[D]], id_of: Callable[[D], str]) -> list[D]:
+    """The documents ``announced`` (id -> event date): one by its id, several in one listing
+    from ``LISTING_MARGIN`` before the earliest event (documents are listed by their own
+    timestamp, on the provider's clock), by id those the listing lacks."""
+    if len(announced) == 1:
+        return [get(next(iter(announced)))]
+    earliest = min(announced.values()) - LISTING_MARGIN
+    docs = [d for d in listing(after=earliest) if id_of(d) in announced]
+    listed = {id_of(d) for d in docs}
+    return docs + [get(i) for i in announced if i not in listed]
 
 
 def _split(amount: Decimal, weights: Mapping[int, float]) -> dict[int, Decimal]:

@@ -247,9 +247,18 @@ class Invoicing:
     # -- reading ---------------------------------------------------------------------------
 
     def _lister(self, kind: str) -> Any:
+        """``GET /invoices`` / ``GET /debitNotes``, as the daemon: ``afterTimestamp`` keeps the
+        documents whose own ``timestamp`` (the provider's clock) is strictly later,
+        ``maxItems`` the first so many, in the order they were issued."""
         def handler(request: Request) -> Response:
+            after = request.query_time("afterTimestamp")
+            limit = request.query_int("maxItems")
             with self._lock:
                 docs = list(self._docs[kind].values())
+            if after is not None:
+                docs = [d for d in docs if timestamps.parse(d.timestamp) > after]
+            if limit is not None:
+                docs = docs[:max(0, limit)]
             return json_response(200, [d.wire(self.config) for d in docs])
         return handler
 

@@ -116,15 +116,23 @@ class PaymentApi:
     def get_invoice(self, invoice_id: str) -> Invoice:
         return Invoice.parse(self._t.call("GET", f"{self._base}/invoices/{_q(invoice_id)}"))
 
-    def list_invoices(self) -> list[Invoice]:
-        return Invoice.parse_list(self._t.call("GET", f"{self._base}/invoices"))
+    def list_invoices(self, *, after: Optional[datetime] = None,
+                      max_items: Optional[int] = None) -> list[Invoice]:
+        """Invoices known to the node; ``after``: only those whose ``timestamp`` (the
+        provider's clock) is later."""
+        return Invoice.parse_list(self._t.call("GET", f"{self._base}/invoices",
+                                               params=_listing(after, max_items)))
 
     def get_debit_note(self, debit_note_id: str) -> DebitNote:
         return DebitNote.parse(
             self._t.call("GET", f"{self._base}/debitNotes/{_q(debit_note_id)}"))
 
-    def list_debit_notes(self) -> list[DebitNote]:
-        return DebitNote.parse_list(self._t.call("GET", f"{self._base}/debitNotes"))
+    def list_debit_notes(self, *, after: Optional[datetime] = None,
+                         max_items: Optional[int] = None) -> list[DebitNote]:
+        """Debit notes known to the node; ``after``: only those whose ``timestamp`` (the
+        provider's clock) is later."""
+        return DebitNote.parse_list(self._t.call("GET", f"{self._base}/debitNotes",
+                                                 params=_listing(after, max_items)))
 
     def accept_invoice(self, invoice_id: str, amount: Decimal, allocation_id: str, *,
                        timeout: float = 15.0) -> None:
@@ -162,3 +170,13 @@ class PaymentApi:
             body["message"] = message
         self._t.call("POST", f"{self._base}/{kind}/{_q(doc_id)}/reject",
                      params={"timeout": timeout}, body=body, poll=timeout, idempotent=True)
+
+
+def _listing(after: Optional[datetime], max_items: Optional[int]) -> Optional[dict[str, Any]]:
+    """Query parameters of a document listing (``afterTimestamp`` is strictly-after)."""
+    params: dict[str, Any] = {}
+    if after is not None:
+        params["afterTimestamp"] = timestamps.to_wire(after)
+    if max_items is not None:
+        params["maxItems"] = max_items
+    return params or None

@@ -232,6 +232,28 @@ def test_providers_follow_the_debit_note_interval_the_requestor_asks_for(
     assert 17990 <= due.total_seconds() <= 18010
 
 
+def test_listings_keep_documents_after_a_timestamp_and_at_most_max_items(
+        make_devnet: Callable[..., Devnet]) -> None:
+    net = make_devnet(debit_note_interval=0.1)
+    with Client(net) as client:
+        _, sub, demand, offers = client.hired()
+        client.activity(client.approved_agreement(sub, demand, offers[0]))
+        first, second, third = _debit_notes(client, 3)
+        listed = client.get(f"{PAYMENT}/debitNotes").json()
+        assert [n["debitNoteId"] for n in listed][:3] == [
+            n["debitNoteId"] for n in (first, second, third)]
+        after = client.get(f"{PAYMENT}/debitNotes",
+                           params={"afterTimestamp": first["timestamp"]}).json()
+        ids = [n["debitNoteId"] for n in after]
+        assert first["debitNoteId"] not in ids  # strictly after its own timestamp
+        assert ids[:2] == [second["debitNoteId"], third["debitNoteId"]]
+        capped = client.get(f"{PAYMENT}/debitNotes", params={
+            "afterTimestamp": first["timestamp"], "maxItems": 1}).json()
+        assert [n["debitNoteId"] for n in capped] == [second["debitNoteId"]]
+        assert client.get(f"{PAYMENT}/invoices",
+                          params={"afterTimestamp": "not a time"}).status_code == 400
+
+
 def _debit_notes(client: Client, count: int) -> list[dict[str, Any]]:
     seen: list[dict[str, Any]] = []
     cursor = None

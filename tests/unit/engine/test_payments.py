@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Optional
 
@@ -19,6 +19,7 @@ from golemsync.events import (
 from golemsync.market import Hire, LinearPricing, Offer
 from golemsync.payments import (
     INVOICE_POLL_SECONDS,
+    NOTE_DELAY_SECONDS,
     SAMPLING_SLACK_SECONDS,
     TIME_SLACK_SECONDS,
     Payments,
@@ -44,6 +45,7 @@ class Note:
     activity_id: str
     total_amount_due: Decimal
     usage_counter_vector: Optional[list[float]] = None
+    debit_note_id: str = ""
 
 
 @dataclass
@@ -51,6 +53,7 @@ class Invoice:
     agreement_id: str
     amount: Decimal
     activity_ids: list[str] = field(default_factory=list)
+    invoice_id: str = ""
 
 
 class Clock:
@@ -68,10 +71,14 @@ class FakePayments:
         self.rejected: list[tuple[str, Optional[str]]] = []
 
     def get_debit_note(self, doc_id: str) -> Any:
-        return self.docs[doc_id]
+        note = self.docs[doc_id]
+        note.debit_note_id = doc_id  # as the daemon's document carries its id
+        return note
 
     def get_invoice(self, doc_id: str) -> Any:
-        return self.docs[doc_id]
+        invoice = self.docs[doc_id]
+        invoice.invoice_id = doc_id  # as the daemon's document carries its id
+        return invoice
 
     def accept_debit_note(self, doc_id: str, amount: Decimal, allocation: str) -> None:
         self.accepted.append((doc_id, amount, allocation))
@@ -428,6 +435,7 @@ class OnePageOfInvoices(FakePayments):
         super().__init__()
         self.pages = [[_InvoiceEvent(i, datetime.now(timezone.utc)) for i in ids]]
         self.release = threading.Event()
+        self.fetched: list[str] = []
 
     def invoice_events(self, *, after: Any, timeout: float) -> list[Any]:
         if self.pages:
@@ -435,12 +443,22 @@ class OnePageOfInvoices(FakePayments):
         self.release.wait(timeout)
         return []
 
+    def get_invoice(self, doc_id: str) -> Any:
+        self.fetched.append(doc_id)
+        return super().get_invoice(doc_id)
+
+    def list_invoices(self, *, after: Any = None) -> list[Any]:
+        self.fetched.append("list")
+        for doc_id, doc in self.docs.items():
+            doc.invoice_id = doc_id
+        return list(self.docs.values())
+
     def debit_note_events(self, *, after: Any, timeout: float) -> list[Any]:
         self.release.wait(timeout)
         return []
 
 
-def test_tasks_costs_are_split_once_per_page_of_invoices() -> None:
+def test_a_page_of_invoices_is_fetched_in_one_listing_and_costs_split_once() -> None:
     api = OnePageOfInvoices(["inv1", "inv2"])
     both = threading.Event()
     accepted: list[Event] = []
@@ -480,3 +498,101 @@ def test_tasks_costs_are_split_once_per_page_of_invoices() -> None:
     assert all(isinstance(e, InvoiceAccepted) for e in accepted)
     assert [t.cost for t in tasks] == [honest(0, 0)] * 2  # set without wait_settled
     assert len(splits) == 2  # one for the page of two invoices, one at join
+    assert api.fetched == ["list"]  # both invoices in one listing
+
+
+@dataclass
+class ListedNote(Note):
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class ListingPayments(FakePayments):
+    """Notes listed by their own timestamp, as the daemon lists them; calls counted."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def get_debit_note(self, doc_id: str) -> Any:
+        self.calls.append(f"get {doc_id}")
+        return super().get_debit_note(doc_id)
+
+    def list_debit_notes(self, *, after: Optional[datetime] = None) -> list[Any]:
+        self.calls.append("list")
+        notes = []
+        for doc_id, doc in self.docs.items():
+            if isinstance(doc, ListedNote) and (after is None or doc.timestamp > after):
+                doc.debit_note_id = doc_id
+                notes.append(doc)
+        return notes
+
+
+def test_due_notes_come_in_one_listing_and_a_skewed_clocks_note_by_its_id() -> None:
+    payments, _, clock, _ = make()
+    api = ListingPayments()
+    payments._api = api  # type: ignore[assignment]
+    now = datetime.now(timezone.utc)
+    clock.now += 10
+    usage = [5.0, 10.0]
+    api.docs["dn1"] = ListedNote("ag", "act", honest(8, 4), [4.0, 8.0], timestamp=now)
+    api.docs["dn2"] = ListedNote("ag", "act", honest(10, 5), usage, timestamp=now)
+    # a provider whose clock is far behind: outside the listing's window
+    api.docs["dn3"] = ListedNote("ag", "act", honest(10, 5), usage,
+                                 timestamp=now - timedelta(hours=1))
+    due = {i: (now, clock.now - 1, clock.now) for i in ("dn2", "dn3", "dn1")}
+    payments._fetch_notes(due)
+    assert api.calls == ["list", "get dn3"]
+    # each activity's notes in cumulative order: every one accepted, none refused
+    assert [a[0] for a in api.accepted] == ["dn1", "dn2", "dn3"]
+    assert payments.rejected == 0
+
+
+def test_notes_wait_until_due_then_all_come_at_once() -> None:
+    payments, _, clock, _ = make()
+    stamp = datetime.now(timezone.utc)
+    with payments._cond:
+        payments._pending_notes["dn1"] = (stamp, clock.now, clock.now)
+        assert payments._notes_due(clock.now + NOTE_DELAY_SECONDS - 0.1) == {}
+        payments._pending_notes["dn2"] = (stamp, clock.now + 1, clock.now + 1)
+        assert set(payments._notes_due(clock.now + NOTE_DELAY_SECONDS)) == {"dn1", "dn2"}
+        assert payments._pending_notes == {}
+    payments.ended("ag")  # an ended agreement is owed its invoice: its notes bound it
+    with payments._cond:
+        payments._pending_notes["dn3"] = (stamp, clock.now, clock.now)
+        assert set(payments._notes_due(clock.now)) == {"dn3"}
+    payments.activity_ended("ag", "act")
+    api = payments._api
+    api.docs["inv"] = Invoice("ag", honest(0, 0), ["act"])  # type: ignore[attr-defined]
+    payments._on_invoice("inv")
+    with payments._cond:  # every invoice decided: pending notes no longer matter
+        payments._pending_notes["dn4"] = (stamp, clock.now, clock.now)
+        assert payments._notes_due(clock.now + 100) == {}
+        assert payments._pending_notes == {}
+
+
+def test_a_note_after_the_end_is_held_for_the_invoice_and_paid_only_without_one() -> None:
+    payments, api, clock, events = make()
+    clock.now += 10
+    payments.activity_ended("ag", "act")
+    payments.ended("ag")
+    api.docs["dn1"] = Note("ag", "act", honest(10, 5), [5.0, 10.0])
+    payments._on_debit_note("dn1", clock.now - 1, clock.now)
+    assert api.accepted == [] and payments.rejected == 0  # held: the invoice supersedes it
+    assert [r.agreement_id for r in payments.wait_settled(0)] == ["ag"]  # no invoice came
+    assert api.accepted == [("dn1", honest(10, 5), "alloc")]  # so the note is what is paid
+    assert payments.spent == honest(10, 5)
+
+
+def test_a_held_note_is_paid_when_the_invoice_is_rejected_and_dropped_when_accepted() -> None:
+    for invoice, paid in ((honest(10, 5) * 5, honest(10, 5)), (honest(10, 5), honest(10, 5))):
+        payments, api, clock, _ = make()
+        clock.now += 10
+        payments.activity_ended("ag", "act")
+        payments.ended("ag")
+        api.docs["dn1"] = Note("ag", "act", honest(10, 5), [5.0, 10.0])
+        payments._on_debit_note("dn1", clock.now - 1, clock.now)
+        api.docs["inv"] = Invoice("ag", invoice, ["act"])
+        payments._on_invoice("inv")
+        accepted = [a[0] for a in api.accepted]
+        assert accepted == (["dn1"] if invoice != paid else ["inv"])
+        assert payments.spent == paid
