@@ -51,3 +51,33 @@ def test_accepted_invoices_are_paid_on_the_chain(localnet: Localnet) -> None:
         localnet.hurry_payments()
         pause.wait(3.0)  # the driver sends and confirms on its own schedule: poll the chain
     assert sum(owed.values()) >= golem.spent
+
+
+def test_the_nodes_listings_keep_documents_after_their_own_timestamp(
+        localnet: Localnet) -> None:
+    """golemsync fetches announced invoices and debit notes in one listing from just before
+    the earliest (``afterTimestamp``); the real node filters by the documents' timestamps."""
+    from golemsync.config import Config
+    from golemsync.rest import YagnaClient
+
+    with golem_on(localnet) as golem:
+        list(golem.execute_tasks(echo_worker, range(4), PAYLOAD, max_workers=2))
+    client = YagnaClient(Config.load(app_key=localnet.app_key, api_url=localnet.api_url))
+    checked = []
+    try:
+        listings = {"invoices": client.payment.list_invoices,
+                    "debit notes": client.payment.list_debit_notes}
+        for name, listing in listings.items():
+            documents = listing()
+            stamps = sorted({d.timestamp for d in documents if d.timestamp is not None})
+            if len(stamps) < 2:
+                continue  # (a job this short may have no debit note)
+            later = listing(after=stamps[0])
+            assert later and all(d.timestamp is not None and d.timestamp > stamps[0]
+                                 for d in later), name
+            assert len(later) == sum(1 for d in documents if d.timestamp != stamps[0]), name
+            assert len(listing(after=stamps[0], max_items=1)) == 1, name
+            checked.append(name)
+    finally:
+        client.close()
+    assert "invoices" in checked  # two agreements: two invoices at least
