@@ -605,7 +605,9 @@ class Payments:
                 if not open_ or remaining <= 0 or self._stop.is_set():
                     break
                 self._cond.wait(remaining)
-        for record in open_:  # no invoice came: the notes that passed are what is paid
+        if any(r.ended is not None for r in open_):
+            self._fetch_pending_notes()  # no invoice came: the notes that pass are what is paid
+        for record in open_:
             if record.ended is not None:
                 self._accept_held(record)
         with self._cond:
