@@ -45,8 +45,16 @@ def _drain(fd: int, capture: Capture) -> None:
 
 
 def _pump_all(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int]) -> None:
-    """Read every pipe to its end, or once ``stop`` is readable, what each holds then."""
+    pump(pairs, stop)
+
+
+def pump(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int],
+         tick: Optional[tuple[float, Callable[[], None]]] = None) -> bool:
+    """Read every pipe to its end, or once ``stop`` is readable, what each holds then (on the
+    calling thread; True when ``stop`` ended it). ``tick`` = ``(seconds, call)``: ``call()``
+    whenever that long passed without anything to read. Every pipe is closed at the end."""
     open_pipes = {pipe.fileno(): (capture, pipe) for capture, pipe in pairs}
+    timeout_ms = None if tick is None else max(1, int(tick[0] * 1000))
     try:
         poller = select.poll()
         for fd in open_pipes:
@@ -54,11 +62,15 @@ def _pump_all(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int]) -> No
         if stop is not None:
             poller.register(stop, select.POLLIN)
         while open_pipes:
-            events = poller.poll()
+            events = poller.poll(timeout_ms)
+            if not events:
+                if tick is not None:
+                    tick[1]()
+                continue
             if stop is not None and any(handle == stop for handle, _ in events):
                 for fd, (capture, _) in open_pipes.items():
                     _drain(fd, capture)
-                return
+                return True
             for handle, _ in events:
                 if handle not in open_pipes:
                     continue
@@ -73,6 +85,7 @@ def _pump_all(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int]) -> No
     finally:
         for _, pipe in open_pipes.values():
             pipe.close()
+    return False
 
 
 def truncation_note(stream: str) -> str:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import secrets
 import socket
 import threading
@@ -44,7 +43,7 @@ from random import Random
 from typing import Any, Callable, Optional
 
 from golemsync import timestamps
-from golemsync.devnet.capture import Capture, encode, truncation_note
+from golemsync.devnet.capture import Capture, encode, pump, truncation_note
 from golemsync.devnet.errors import BatchNotFound, ResultsTimeout
 from golemsync.devnet.gsb import GsbServices
 from golemsync.devnet.sandbox import MAX_PROCESSES, Sandbox
@@ -425,17 +424,18 @@ class ExeUnit:
             aborted = self._abort.is_set()
         if aborted:  # destroyed while it was starting
             self.sandbox.kill_all()
-        stop_r, stop_w = os.pipe()
-        Capture.start_all([(outs["stdout"], command.stdout), (outs["stderr"], command.stderr)],
-                          f"golemsync-devnet-out-{command.ident}", stop_r)
+        # This thread reads both output pipes until the command exits (then takes what they
+        # hold: its background processes may keep them open), counting a root devnet's
+        # processes between reads; no reader thread per command.
+        notice = self.sandbox.exit_notice(command)
+        interval = self.sandbox.watch_interval()
         try:
+            pump([(outs["stdout"], command.stdout), (outs["stderr"], command.stderr)],
+                 notice[0], None if interval is None else
+                 (interval, lambda: self.sandbox.check_processes(command)))
             code, cpu, exceeded = self.sandbox.wait(command)
         finally:
-            os.write(stop_w, b"x")  # the readers take what is in the pipes and stop
-            for capture in outs.values():
-                capture.join()
-            os.close(stop_r)
-            os.close(stop_w)
+            self.sandbox.close_notice(command, notice)
             with self._lock:
                 self._running = [r for r in self._running if r["params"] != list(argv)]
         with self._lock:

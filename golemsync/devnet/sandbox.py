@@ -222,6 +222,13 @@ def warn_unsandboxed(stream: Optional[TextIO] = None) -> None:
 
 # -- the sandbox -------------------------------------------------------------------------------
 
+def _notify(fd: Optional[int]) -> None:
+    """Make the read end of an exit notice readable (``fd`` is its write end)."""
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"x")
+
+
 class SandboxError(OSError):
     """A request the sandbox's agent refused or could not carry out (``errno`` set)."""
 
@@ -239,6 +246,7 @@ class Command:
     status: Optional[int] = None  # the wait status, once it exited
     cpu: float = 0.0
     returncode: Optional[int] = None
+    exceeded: bool = False  # killed for running too many processes
 
 
 class _Agent:
@@ -253,6 +261,9 @@ class _Agent:
         self.cond = threading.Condition()
         self.replies: dict[int, tuple[dict[str, Any], list[int]]] = {}
         self.exits: dict[int, dict[str, Any]] = {}
+        # command id -> write end of a pipe made readable when its exit message arrives (or
+        # the agent dies): lets one thread poll a command's output and its exit together
+        self.notices: dict[int, int] = {}
         self.alive = True
         self.send_lock = threading.Lock()
         self._launched: list[Any] = []
@@ -299,13 +310,18 @@ class _Agent:
                 message = json.loads(data.decode())
                 with self.cond:
                     if "exit" in message:
-                        self.exits[int(message["id"])] = message
+                        ident = int(message["id"])
+                        self.exits[ident] = message
+                        _notify(self.notices.pop(ident, None))
                     else:
                         self.replies[int(message["id"])] = (message, fds)
                     self.cond.notify_all()
         finally:
             with self.cond:
                 self.alive = False
+                for fd in self.notices.values():
+                    _notify(fd)
+                self.notices.clear()
                 self.cond.notify_all()
 
     def request(self, message: dict[str, Any], fds: Sequence[int] = (),
@@ -475,29 +491,56 @@ class Sandbox:
         return Command(ident, full, os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"), agent,
                        int(reply["pid"]))
 
+    def exit_notice(self, command: Command) -> tuple[int, int]:
+        """A pipe ``(read end, write end)`` whose read end becomes readable once ``command``
+        has exited (or the sandbox died): poll it beside the command's output pipes. Close
+        both with :meth:`close_notice` once done."""
+        agent = command.agent
+        read, write = os.pipe()
+        with agent.cond:
+            if command.ident in agent.exits or not agent.alive:
+                _notify(write)
+            else:
+                agent.notices[command.ident] = write
+        return read, write
+
+    def close_notice(self, command: Command, notice: tuple[int, int]) -> None:
+        with command.agent.cond:
+            command.agent.notices.pop(command.ident, None)
+        for fd in notice:
+            os.close(fd)
+
+    def watch_interval(self) -> Optional[float]:
+        """How often a root devnet counts a running command's processes (None: never)."""
+        if not self._root_user:
+            return None
+        return BARE_WATCH_INTERVAL if self.mode == "bare" else WATCH_INTERVAL
+
+    def check_processes(self, command: Command) -> None:
+        """Kill everything when a root devnet's sandbox runs too many processes (then
+        :meth:`wait` reports ``command`` as killed for it)."""
+        if command.exceeded or self._count(command.agent) <= MAX_PROCESSES:
+            return
+        logger.warning("devnet sandbox: more than %d processes, killed", MAX_PROCESSES)
+        command.exceeded = True
+        self.kill_all()
+
     def wait(self, command: Command) -> tuple[int, float, bool]:
         """Wait for ``command`` to exit: (exit code, CPU seconds, whether it was killed for
         too many processes). Its background processes keep running (see the module docstring);
         a root devnet counts the sandbox's processes meanwhile."""
         agent = command.agent
-        exceeded = False
-        interval = None
-        if self._root_user:
-            interval = BARE_WATCH_INTERVAL if self.mode == "bare" else WATCH_INTERVAL
+        interval = self.watch_interval()
         with agent.cond:
             while command.ident not in agent.exits and agent.alive:
                 agent.cond.wait(interval)
-                if interval is None or exceeded or command.ident in agent.exits:
+                if interval is None or command.exceeded or command.ident in agent.exits:
                     continue
-                if self._count(agent) > MAX_PROCESSES:
-                    logger.warning("devnet sandbox: more than %d processes, killed",
-                                   MAX_PROCESSES)
-                    exceeded = True
-                    agent.cond.release()
-                    try:
-                        self.kill_all()
-                    finally:
-                        agent.cond.acquire()
+                agent.cond.release()
+                try:
+                    self.check_processes(command)
+                finally:
+                    agent.cond.acquire()
             message = agent.exits.pop(command.ident, None)
         if message is None:  # the sandbox was killed under it
             command.returncode = -signal.SIGKILL
@@ -505,7 +548,7 @@ class Sandbox:
             command.status = int(message["exit"])
             command.cpu = float(message.get("cpu") or 0.0)
             command.returncode = os.waitstatus_to_exitcode(command.status)
-        return command.returncode, command.cpu, exceeded
+        return command.returncode, command.cpu, command.exceeded
 
     def connect(self, port: int, timeout: float = 5.0) -> socket.socket:
         """A TCP connection to ``127.0.0.1:<port>`` inside the sandbox's network namespace
