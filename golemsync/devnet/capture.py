@@ -23,7 +23,6 @@ import os
 import select
 import struct
 import termios
-import threading
 from collections import deque
 from typing import IO, Any, Callable, Optional, Union
 
@@ -42,10 +41,6 @@ def _drain(fd: int, capture: Capture) -> None:
             return
         left -= len(chunk)
         capture._take(chunk)
-
-
-def _pump_all(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int]) -> None:
-    pump(pairs, stop)
 
 
 def pump(pairs: list[tuple[Capture, IO[bytes]]], stop: Optional[int],
@@ -94,7 +89,7 @@ def truncation_note(stream: str) -> str:
 
 
 class Capture:
-    """Reads one pipe to its end on a thread and keeps what the mode asks for."""
+    """What one output stream keeps (and streams) of what :func:`pump` reads from its pipe."""
 
     def __init__(self, mode: Optional[dict[str, Any]],
                  on_chunk: Optional[Callable[[bytes], None]] = None) -> None:
@@ -113,27 +108,6 @@ class Capture:
         self._tail_size = 0
         self._streamed = 0
         self._stream_limit = _int(options.get("limit")) if self.streaming else None
-        self._thread: Optional[threading.Thread] = None
-
-    def start(self, pipe: IO[bytes], name: str, stop: Optional[int] = None) -> None:
-        """Read ``pipe`` on a thread until its end, or, once the descriptor ``stop`` becomes
-        readable, until what the pipe holds at that moment is read (a command's background
-        processes may keep a pipe open after the command itself exited)."""
-        Capture.start_all([(self, pipe)], name, stop)
-
-    def join(self, timeout: Optional[float] = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    @staticmethod
-    def start_all(pairs: list[tuple[Capture, IO[bytes]]], name: str,
-                  stop: Optional[int] = None) -> None:
-        """:meth:`start` for several captures on one thread (a command's stdout and stderr:
-        one thread per command instead of two)."""
-        thread = threading.Thread(target=_pump_all, args=(pairs, stop), name=name)
-        for capture, _ in pairs:
-            capture._thread = thread
-        thread.start()
 
     def _take(self, chunk: bytes) -> None:
         if self.enabled:
