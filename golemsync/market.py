@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
@@ -32,6 +32,9 @@ PLATFORM_PREFIX = "golem.com.payment.platform."
 USAGE_CPU = "golem.usage.cpu_sec"
 USAGE_DURATION = "golem.usage.duration_sec"
 ACCEPT_TIMEOUT = "golem.com.payment.debit-notes.accept-timeout?"
+#: How far before the first confirmation the agreement events are read from (the node's
+#: clock may differ a little from ours; events of other agreements are skipped by id).
+EVENTS_MARGIN = timedelta(seconds=60)
 DEFAULT_ACCEPT_TIMEOUT = 240
 
 
@@ -227,6 +230,9 @@ class MarketSettings:
     #: subnet to tell whether any could ever match (the diagnosis of an impossible demand).
     probe_after: float = 1.0
     agreement_lifetime: float = 3600.0
+    #: The window of an agreement-events poll while agreements await approval (short: the
+    #: negotiation thread also collects offers, and a stopping job waits at most this long).
+    approval_poll: float = 0.25
 
 
 @dataclass
@@ -305,6 +311,10 @@ class Negotiator:
         self._last_offer_at = time.monotonic()
         self._stuck_since: Optional[float] = None
         self._last_probe = 0.0
+        # confirmed agreements awaiting approval: agreement id -> (hire, deadline); their
+        # approvals come through the node's agreement events, all of them in one poll
+        self._approving: dict[str, tuple[Hire, float]] = {}
+        self._events_after: Optional[datetime] = None
         self.report = MarketReport()
 
     @property
@@ -320,6 +330,7 @@ class Negotiator:
             while not self._stop.is_set():
                 self._collect_once()
                 self._hire_while_wanted()
+                self._follow_approvals()
                 self._check_stuck()
         except GolemError as exc:
             if not self._stop.is_set():
@@ -328,6 +339,7 @@ class Negotiator:
             logger.exception("market thread crashed")
             self._staff.failed(exc)
         finally:
+            self._abandon_approvals()
             self._unsubscribe()
 
     def interrupt(self) -> None:
@@ -363,9 +375,11 @@ class Negotiator:
 
     def _collect_once(self) -> None:
         assert self._subscription is not None
+        # while agreements await approval, their events are the long-poll (see
+        # _follow_approvals) and offers are only collected
+        window = 0.0 if self._approving else self._settings.poll_timeout
         try:
-            events = self._api.collect_offers(self._subscription,
-                                              timeout=self._settings.poll_timeout)
+            events = self._api.collect_offers(self._subscription, timeout=window)
         except NotFound:
             if self._stop.is_set():
                 return  # withdrawn by interrupt(): the job is stopping
@@ -459,7 +473,7 @@ class Negotiator:
 
     # -- agreements ---------------------------------------------------------------------------
     def _hire_while_wanted(self) -> None:
-        while not self._stop.is_set() and self._staff.wanted() > 0:
+        while not self._stop.is_set() and self._staff.wanted() > len(self._approving):
             draft = self._best_draft()
             if draft is None:
                 return
@@ -492,30 +506,63 @@ class Negotiator:
         hire = Hire(agreement_id, offer.provider_id, offer.provider_name, offer.pricing,
                     offer.cpu_threads, offer.properties)
         self._staff.signed(hire)
+        if self._events_after is None:  # the node's events of this agreement come after this
+            self._events_after = timestamps.now() - EVENTS_MARGIN
         try:
             self._api.confirm_agreement(agreement_id)
-            approved = self._await_approval(agreement_id)
         except ApiError as exc:
             logger.info("agreement with %s failed: %s", offer.provider_name, exc)
-            approved = False
             self._staff.abandoned(agreement_id, False)
-        if not approved:
-            self._refused.add(offer.provider_id)
-            self.report.agreements_refused.setdefault(offer.provider_name, "not approved")
+            self._not_approved(hire, f"confirm failed: {exc}")
             return
-        logger.info("agreement %s approved by %s", agreement_id, offer.provider_name)
-        self._staff.hired(hire)
+        self._approving[agreement_id] = (hire, time.monotonic() +
+                                         self._settings.approval_timeout)
 
-    def _await_approval(self, agreement_id: str) -> bool:
-        deadline = time.monotonic() + self._settings.approval_timeout
-        while not self._stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if self._api.wait_for_approval(agreement_id, timeout=min(remaining, 5.0)):
-                return True
-        self._staff.abandoned(agreement_id, self._cancel(agreement_id))
-        return False
+    def _follow_approvals(self) -> None:
+        """Poll the node's agreement events while agreements await approval: each approved
+        one is hired, a rejected or cancelled one refused, one past ``approval_timeout``
+        withdrawn (:meth:`_cancel`). One poll serves every agreement awaiting approval."""
+        if not self._approving or self._stop.is_set():
+            return
+        window = 0.0 if self._countered or self._drafts else self._settings.approval_poll
+        try:
+            events = self._api.agreement_events(after=self._events_after, timeout=window,
+                                                max_events=100)
+        except ApiError as exc:
+            logger.info("agreement events: %s", exc)
+            events = []
+        for event in events:
+            if self._events_after is None or event.event_date > self._events_after:
+                self._events_after = event.event_date
+            pending = self._approving.pop(event.agreement_id, None)
+            if pending is None:
+                continue  # not awaited here (another job's, or decided already)
+            hire = pending[0]
+            if event.event_type == "AgreementApprovedEvent":
+                logger.info("agreement %s approved by %s", hire.agreement_id,
+                            hire.provider_name)
+                self._staff.hired(hire)
+            else:
+                self._staff.abandoned(hire.agreement_id,
+                                      event.event_type == "AgreementTerminatedEvent")
+                self._not_approved(hire, event.event_type.replace("Agreement", "")
+                                   .replace("Event", "").lower())
+        now = time.monotonic()
+        for agreement_id, (hire, deadline) in list(self._approving.items()):
+            if now >= deadline:
+                del self._approving[agreement_id]
+                self._staff.abandoned(agreement_id, self._cancel(agreement_id))
+                self._not_approved(hire, "not approved")
+
+    def _abandon_approvals(self) -> None:
+        """The negotiation ends: withdraw every agreement still awaiting approval."""
+        for agreement_id in list(self._approving):
+            del self._approving[agreement_id]
+            self._staff.abandoned(agreement_id, self._cancel(agreement_id))
+
+    def _not_approved(self, hire: Hire, why: str) -> None:
+        self._refused.add(hire.provider_id)
+        self.report.agreements_refused.setdefault(hire.provider_name, why)
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:

@@ -10,11 +10,13 @@ from golemsync.market import (
     Hire,
     LeastExpensive,
     LinearPricing,
+    MarketSettings,
     Negotiator,
     Offer,
     build_demand,
 )
 from golemsync.payload import vm
+from golemsync.rest.wire import AgreementEvent
 
 PLATFORM = "erc20-holesky-tglm"
 
@@ -102,6 +104,9 @@ class FakeMarket:
         ]
         self.counters: list[dict[str, Any]] = []
         self.agreements: list[str] = []
+        self.confirmed: list[str] = []
+        self.cancelled: list[str] = []
+        self.event_polls = 0
         self.unsubscribed = False
 
     def subscribe_demand(self, properties: Any, constraints: str) -> str:
@@ -132,10 +137,21 @@ class FakeMarket:
         return "AG-" + pid
 
     def confirm_agreement(self, aid: str) -> None:
-        pass
+        self.confirmed.append(aid)
 
-    def wait_for_approval(self, aid: str, timeout: float = 15.0) -> bool:
-        return True
+    def agreement_events(self, *, after: Optional[datetime] = None, timeout: float = 5.0,
+                         max_events: Optional[int] = None) -> list[AgreementEvent]:
+        """The provider approves every confirmed agreement; the next poll says so."""
+        self.event_polls += 1
+        events = [AgreementEvent("AgreementApprovedEvent", a, datetime.now(timezone.utc))
+                  for a in self.confirmed]
+        self.confirmed = []
+        if not events and not self.stop.is_set():
+            self.stop.wait(min(timeout, 0.05))
+        return events
+
+    def cancel_agreement(self, aid: str, reason: Any = None) -> None:
+        self.cancelled.append(aid)
 
 
 @dataclass
@@ -197,3 +213,51 @@ def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
     assert all(c["golem.com.payment.chosen-platform"] == PLATFORM for c in api.counters)
     assert api.agreements == ["D-cheap"]
     assert api.unsubscribed
+
+
+class SilentProvider(FakeMarket):
+    """The provider named ``silent`` never approves; the others do at once."""
+
+    def agreement_events(self, *, after: Optional[datetime] = None, timeout: float = 5.0,
+                         max_events: Optional[int] = None) -> list[AgreementEvent]:
+        self.confirmed = [a for a in self.confirmed if "silent" not in a]
+        return super().agreement_events(after=after, timeout=timeout, max_events=max_events)
+
+
+def test_approvals_come_together_and_a_silent_provider_blocks_nobody() -> None:
+    stop = threading.Event()
+    names = ["silent", "a", "b", "c"]
+    api = SilentProvider([(n, [0.01, 0.001, 0.0]) for n in names], stop)
+    hired: list[Hire] = []
+    wanted = [4]
+    abandoned: list[str] = []
+
+    def hire(h: Hire) -> None:
+        hired.append(h)
+        if len(hired) == 3:
+            stop.set()
+
+    class Staff(FakeStaffing):
+        def wanted(self) -> int:
+            return self.want[0] - len(hired)
+
+        def abandoned(self, agreement_id: str, terminated: bool) -> None:
+            abandoned.append(agreement_id)
+
+    payload = vm.repo(image_hash="ab" * 28, image_url="http://x/img.gvmi")
+    demand = build_demand(payload, subnet="public", decoration_properties={},
+                          decoration_constraints=[],
+                          lifetime=__import__("datetime").timedelta(minutes=30))
+    errors: list[BaseException] = []
+    worker = Negotiator(api, demand, Staff(wanted, hire, errors), strategy=LeastExpensive(),
+                        platform=PLATFORM, stop=stop,
+                        settings=MarketSettings(approval_timeout=60.0))
+    thread = threading.Thread(target=worker.run, name="test-market")
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive() and not errors
+    # the three that approved were hired while the silent one still awaited approval ...
+    assert sorted(h.provider_name for h in hired) == ["a", "b", "c"]
+    assert api.event_polls <= 3  # ... their approvals read in one or two polls
+    # ... and the silent one was withdrawn when the negotiation ended
+    assert abandoned == ["AG-D-silent"] and api.cancelled == ["AG-D-silent"]
