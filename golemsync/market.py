@@ -480,6 +480,8 @@ class Negotiator:
             if not self._staff.can_afford(draft.offer):
                 return
             self._sign(draft)
+            if self._staff.at_work() == 0:  # the first provider to approve starts at once
+                self._follow_approvals(wait=0.0)
 
     def _best_draft(self) -> Optional[_Draft]:
         excluded = self._staff.excluded()
@@ -518,13 +520,15 @@ class Negotiator:
         self._approving[agreement_id] = (hire, time.monotonic() +
                                          self._settings.approval_timeout)
 
-    def _follow_approvals(self) -> None:
+    def _follow_approvals(self, wait: Optional[float] = None) -> None:
         """Poll the node's agreement events while agreements await approval: each approved
         one is hired, a rejected or cancelled one refused, one past ``approval_timeout``
-        withdrawn (:meth:`_cancel`). One poll serves every agreement awaiting approval."""
+        withdrawn (:meth:`_cancel`). One poll serves every agreement awaiting approval; it
+        waits ``wait`` s at most (default: ``approval_poll``, none while drafts wait)."""
         if not self._approving or self._stop.is_set():
             return
-        window = 0.0 if self._countered or self._drafts else self._settings.approval_poll
+        window = wait if wait is not None else \
+            0.0 if self._countered or self._drafts else self._settings.approval_poll
         try:
             events = self._api.agreement_events(after=self._events_after, timeout=window,
                                                 max_events=100)
