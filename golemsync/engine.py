@@ -478,7 +478,7 @@ class Golem:
             _attach_unfinished(exc, job.unfinished())
             raise
         finally:
-            job.stop_and_join()
+            job.stop_and_join(finished=error is None)
             with self._lock:
                 self._jobs.discard(job)
             job.emit(JobFinished(error=None if error is None else repr(error)))
@@ -740,6 +740,7 @@ class Job:
         self._payload = payload
         self._limits = limits
         self._stop = threading.Event()
+        self._finished = threading.Event()  # set when the job ended with every task done
         self.journal = journal
         source = journal.resume(data) if journal is not None else data
         self.queue = TaskQueue(source, max_retries=limits.max_retries,
@@ -873,6 +874,7 @@ class Job:
             hire, worker=self._worker, tasks=self.queue,
             activity=self._parts.client.activity, ledger=ledger,
             storage=self._parts.storage, emit=self.emit, stop=self._stop,
+            finished=self._finished,
             settings=SessionSettings(self._parts.settings.poll_timeout,
                                      self._parts.settings.activity_timeout,
                                      self._parts.settings.max_task_failures))
@@ -982,8 +984,9 @@ class Job:
                      for item in self.queue.rest_of_source()]
         return left
 
-    def _interrupt_polls(self) -> None:
-        """Wake every thread blocked in a long-poll, so stopping never waits out a window."""
+    def _interrupt_polls(self, finished: bool = False) -> None:
+        """Wake every thread blocked in a long-poll, so stopping never waits out a window.
+        ``finished`` (every task is done): idle sessions read their usage first."""
         with self._lock:
             if self._interrupted:
                 return
@@ -993,20 +996,24 @@ class Job:
             self._negotiator.interrupt()
         if len(sessions) <= 1:
             for session in sessions:
-                session.interrupt()
+                session.interrupt(finished)
             return
         # Each interrupt is a round trip (destroying the activity): a few at a time, so the
         # last session's agreement is not terminated only after every other activity is gone.
         workers = min(INTERRUPT_THREADS, len(sessions))
         with ThreadPoolExecutor(workers, thread_name_prefix="golemsync-interrupt") as pool:
-            for _ in pool.map(ProviderSession.interrupt, sessions):
+            for _ in pool.map(lambda session: session.interrupt(finished), sessions):
                 pass
 
-    def stop_and_join(self, timeout: float = 60.0) -> None:
-        """Stop hiring and handing out tasks; wait for every thread to end. Idempotent."""
+    def stop_and_join(self, timeout: float = 60.0, *, finished: bool = False) -> None:
+        """Stop hiring and handing out tasks; wait for every thread to end. Idempotent.
+        ``finished``: the job ended with every task done (idle activities read their usage
+        before they are destroyed, as on a session's own end; an interrupted job does not)."""
+        if finished:
+            self._finished.set()  # before stop: sessions ending now still read their usage
         self._stop.set()
         self.queue.close()
-        self._interrupt_polls()
+        self._interrupt_polls(finished)
         deadline = time.monotonic() + timeout
         while True:
             with self._lock:

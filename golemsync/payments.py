@@ -364,6 +364,12 @@ class Payments:
         # debit notes announced but not fetched yet: note id -> (event date, seen)
         # (see _handle_note for seen and announced)
         self._pending_notes: dict[str, tuple[datetime, float, float]] = {}
+        # the note events read so far, and when the last poll of them was sent (a note the
+        # next poll announces existed no earlier); one poll at a time (either thread polls)
+        self._note_poll_lock = threading.Lock()
+        self._fetch_lock = threading.Lock()  # held while notes are fetched and handled
+        self._notes_since: datetime = self._since
+        self._notes_seen: float = clock()
         self._threads: list[threading.Thread] = []
         #: Set once :meth:`may_continue` refused more work for the budget's sake.
         self.out_of_budget = False
@@ -730,8 +736,6 @@ class Payments:
     # -- event loops -----------------------------------------------------------------------------
     def _debit_note_loop(self) -> None:
         """Poll note events once a second; fetch the notes announced when they are due."""
-        since = self._since
-        seen = self._clock()  # a document a poll returns existed no earlier than this
         sent = float("-inf")
         while True:
             with self._cond:
@@ -741,31 +745,40 @@ class Payments:
                     return
             sent = self._clock()
             try:
-                events = self._api.debit_note_events(after=since, timeout=0.0)
+                self._poll_note_events()
             except GolemError as exc:
                 logger.warning("payment events: %s", exc)
                 self._pause(1.0)  # back off; the daemon may be restarting
                 continue
+            with self._cond:
+                due = bool(self._notes_due(sent, take=False))
+            if due:
+                self._fetch_pending_notes()
+            self._pause(DEBIT_NOTE_POLL_SECONDS)  # the next second's notes come in one poll
+
+    def _poll_note_events(self) -> None:
+        """One poll of the note events (``timeout=0``): the notes announced become pending.
+        The note thread polls once a second; the invoice thread once more before it checks
+        a page of invoices, so every note sent before an invoice bounds it."""
+        with self._note_poll_lock:
+            sent = self._clock()
+            events = self._api.debit_note_events(after=self._notes_since, timeout=0.0)
             announced = self._clock()
             with self._cond:
                 for event in events:
-                    since = max(since, event.event_date)
+                    self._notes_since = max(self._notes_since, event.event_date)
                     if event.event_type == "DebitNoteReceivedEvent" and \
                             event.debit_note_id not in self._decided:
-                        self._pending_notes.setdefault(event.debit_note_id,
-                                                       (event.event_date, seen, announced))
-                due = self._notes_due(sent)
-            if due:
-                with self._cond:  # _fetch_pending_notes takes them (and puts back on errors)
-                    self._pending_notes.update(due)
-                self._fetch_pending_notes()
-            seen = sent
-            self._pause(DEBIT_NOTE_POLL_SECONDS)  # the next second's notes come in one poll
+                        self._pending_notes.setdefault(
+                            event.debit_note_id, (event.event_date, self._notes_seen, announced))
+                self._notes_seen = sent
 
-    def _notes_due(self, now: float) -> dict[str, tuple[datetime, float, float]]:
+    def _notes_due(self, now: float, take: bool = True
+                   ) -> dict[str, tuple[datetime, float, float]]:
         """The pending notes to fetch now (lock held): all of them once one has waited
         ``NOTE_DELAY_SECONDS`` or an ended agreement is owed its invoice (which they bound);
-        none, and forgotten, once no agreement is left unsettled."""
+        none, and forgotten, once no agreement is left unsettled. ``take``: remove them from
+        the pending ones."""
         pending = self._pending_notes
         if not pending:
             return {}
@@ -777,7 +790,8 @@ class Payments:
         if now - oldest < NOTE_DELAY_SECONDS and not owed:
             return {}
         due = dict(pending)
-        pending.clear()
+        if take:
+            pending.clear()
         return due
 
     def _fetch_notes(self, due: Mapping[str, tuple[datetime, float, float]]) -> None:
@@ -833,6 +847,10 @@ class Payments:
     def _fetch_invoices(self, announced: Mapping[str, datetime], seen: float) -> None:
         """Fetch and handle the invoices ``announced`` (id -> event date): one listing for
         several, by id those it lacks (see :meth:`_fetch_notes`)."""
+        try:  # the notes sent before these invoices bound them: read them first
+            self._poll_note_events()
+        except GolemError as exc:
+            logger.warning("payment events: %s", exc)
         invoices = _fetch(announced, self._api.get_invoice, self._api.list_invoices,
                           lambda i: i.invoice_id)
         for invoice in invoices:
@@ -887,8 +905,7 @@ class Payments:
                 counters = record.tariff.counters(note.usage_counter_vector) \
                     if record.tariff is not None else None
                 if counters is not None:  # the best usage we know, for the invoice
-                    use.reported = counters
-                    use.reported_seen = now if seen is None else max(seen, use.requested)
+                    _report(use, counters, now if seen is None else max(seen, use.requested))
                 if not record.settled:
                     record.held[note_id] = (note, now if seen is None else seen,
                                             now if announced is None else announced)
@@ -910,9 +927,8 @@ class Payments:
                     if record.tariff is not None else None
                 use = record.activities[note.activity_id]
                 if counters is not None:
-                    use.reported = counters
-                    use.reported_seen = self._clock() if seen is None else \
-                        max(seen, use.requested)
+                    _report(use, counters, self._clock() if seen is None else
+                            max(seen, use.requested))
             if refusal is not None:
                 self._refused_note(record, note.activity_id, amount, refusal)
             else:
@@ -965,21 +981,23 @@ class Payments:
         self._handle_invoice(self._api.get_invoice(invoice_id), seen)
 
     def _fetch_pending_notes(self) -> None:
-        """Fetch every note announced and not fetched yet (an invoice is about to be checked:
-        they bound it). Either thread may call it; each takes the notes it fetches."""
-        with self._cond:
-            due = dict(self._pending_notes)
-            self._pending_notes.clear()
-        if not due:
-            return
-        try:
-            self._fetch_notes(due)
-        except GolemError as exc:  # they stay pending (the note thread tries again)
-            logger.error("could not fetch debit notes: %s", exc)
+        """Fetch and handle every note announced and not fetched yet. Either thread calls it
+        (the invoice thread before it checks invoices: the notes bound them), one at a time:
+        once it returns, every note announced before it was called has been handled."""
+        with self._fetch_lock:
             with self._cond:
-                for note_id, when in due.items():
-                    if note_id not in self._decided:
-                        self._pending_notes.setdefault(note_id, when)
+                due = dict(self._pending_notes)
+                self._pending_notes.clear()
+            if not due:
+                return
+            try:
+                self._fetch_notes(due)
+            except GolemError as exc:  # they stay pending (the note thread tries again)
+                logger.error("could not fetch debit notes: %s", exc)
+                with self._cond:
+                    for note_id, when in due.items():
+                        if note_id not in self._decided:
+                            self._pending_notes.setdefault(note_id, when)
 
     def _handle_invoice(self, invoice: Invoice, seen: Optional[float] = None) -> None:
         """Check ``invoice`` against its agreement's bounds; accept, reject or leave unpaid."""
@@ -1103,6 +1121,18 @@ class Payments:
                 costs[key] = costs.get(key, Decimal(0)) + part
         for key, task in tasks.items():
             task.cost = costs.get(key, Decimal(0))
+
+
+def _report(use: ActivityUse, counters: dict[str, float], seen: float) -> None:
+    """Take a note's usage as the last one the provider reported, unless what we have is newer:
+    the usage read just before the destroy, or a note with more duration (a note fetched
+    late must not replace a later reading: the invoice is bounded from the latest)."""
+    if use.final:
+        return
+    if use.reported is not None and \
+            counters.get(USAGE_DURATION, 0.0) < use.reported.get(USAGE_DURATION, 0.0):
+        return
+    use.reported, use.reported_seen = counters, seen
 
 
 D = TypeVar("D")

@@ -281,6 +281,15 @@ def drive_scripts(generator: Generator[Any, None, Any], ctx: WorkContext,
         generator.close()
 
 
+def _leaves_idle(error: BaseException) -> bool:
+    """Whether the activity is idle after the worker ended with ``error``: a task's own failure
+    or the requestor's error (nothing runs any more), not a timeout (its batch may still run)
+    nor a failure of the provider or the daemon (a usage read would only fail, or wait)."""
+    if isinstance(error, (ProviderUnreliable, WorkerFailed)):
+        return True
+    return classify(error) in (Fault.TASK, Fault.REQUESTOR) and not isinstance(error, JobTimeout)
+
+
 class ProviderSession:
     """Everything one hired provider does for a job; :meth:`run` is the thread body."""
 
@@ -296,8 +305,10 @@ class ProviderSession:
         emit: Callable[[Event], None],
         stop: threading.Event,
         settings: SessionSettings,
+        finished: Optional[threading.Event] = None,
     ) -> None:
         self.hire = hire
+        self._finished = finished  # set (before stop) when the job ended with every task done
         self._worker = worker
         self._tasks = tasks
         self._activity = activity
@@ -311,6 +322,7 @@ class ProviderSession:
         self._feed: Optional[TaskFeed] = None  # the current generator's feed
         self._runner: Optional[BatchRunner] = None  # runs scripts on the current activity
         self._activity_lock = threading.Lock()  # guards activity_id (interrupt() races the end)
+        self._busy = False  # a script is running (read by interrupt() from another thread)
 
     def run(self) -> SessionEnd:
         """Serve the job until it has nothing left for this provider. Never raises."""
@@ -321,9 +333,13 @@ class ProviderSession:
             idle = True
             return SessionEnd()
         except BaseException as exc:  # noqa: B036 - the thread must report every ending
+            idle = not self._busy and _leaves_idle(exc)
             return self._ending(exc)
         finally:
-            self._destroy_activity(idle)
+            # the usage read bounds the invoice; only an interrupted job skips it (speed)
+            interrupted = self._stop.is_set() and not (
+                self._finished is not None and self._finished.is_set())
+            self._destroy_activity(read_usage=idle and not interrupted)
             self._tasks.leave(self.hire.provider_id)
 
     def _ending(self, exc: BaseException) -> SessionEnd:
@@ -377,20 +393,22 @@ class ProviderSession:
                                 f"match the agreed usage vector: {values!r} for {names!r}")
         return Usage({str(n): float(v) for n, v in zip(names, values)})
 
-    def interrupt(self) -> None:
+    def interrupt(self, read_usage: bool = False) -> None:
         """The job is stopping (``stop`` is set): destroy the activity now, from the stopping
-        thread, so a results poll in flight ends at once instead of waiting out its window."""
-        self._destroy_activity(idle=False)
+        thread, so a results poll in flight ends at once instead of waiting out its window.
+        ``read_usage`` (the job finished: no hurry) reads its usage first unless a script is
+        running, so the invoice is bounded by it as when the session ends by itself."""
+        self._destroy_activity(read_usage=read_usage and not self._busy)
 
-    def _destroy_activity(self, idle: bool = True) -> None:
-        """Destroy the activity (once). When ``idle`` (no command running), its usage is read
-        first: the ledger bounds the invoice by it."""
+    def _destroy_activity(self, read_usage: bool) -> None:
+        """Destroy the activity (once); with ``read_usage`` (no command running) its usage is
+        read first: the ledger bounds the invoice by it."""
         with self._activity_lock:
             activity_id, self.activity_id = self.activity_id, None
         if activity_id is None:
             return
         destroy_activity(self._activity, self.hire, self._ledger, activity_id,
-                         read_usage=idle and not self._stop.is_set())
+                         read_usage=read_usage)
 
     # -- the worker generator ------------------------------------------------------------------
     def _serve(self) -> None:
@@ -407,7 +425,7 @@ class ProviderSession:
                 if not self._recover(exc, feed, streak):
                     raise
                 if isinstance(exc, JobTimeout):  # the timed-out batch may still be running
-                    self._destroy_activity(idle=False)
+                    self._destroy_activity(read_usage=False)
                     ctx = self._open_activity()
                 continue
             feed.settle_implicitly()
@@ -449,7 +467,11 @@ class ProviderSession:
     def _execute(self, script: Script) -> Optional[BaseException]:
         """Run ``script`` on the current activity; the first command error, or None."""
         assert self._runner is not None
-        return self._runner.execute(script, self._deadline(script))
+        self._busy = True
+        try:
+            return self._runner.execute(script, self._deadline(script))
+        finally:
+            self._busy = False
 
     def _deadline(self, script: Script) -> Optional[float]:
         feed = self._feed

@@ -596,3 +596,20 @@ def test_a_held_note_is_paid_when_the_invoice_is_rejected_and_dropped_when_accep
         accepted = [a[0] for a in api.accepted]
         assert accepted == (["dn1"] if invoice != paid else ["inv"])
         assert payments.spent == paid
+
+
+def test_a_note_fetched_after_the_final_usage_read_does_not_loosen_the_invoice_bound() -> None:
+    payments, api, clock, _ = make()
+    clock.now += 10
+    payments.activity_ended("ag", "act", [0.1, 10.0])  # read just before the destroy
+    payments.ended("ag")
+    # a note sampled 5 s before the end, fetched only now: older than the final reading
+    api.docs["dn1"] = Note("ag", "act", honest(5, 0.1), [0.1, 5.0])
+    payments._on_debit_note("dn1", clock.now - 5, clock.now - 5)
+    # 7 % above the honest amount: within what the note allows (5 s at full CPU since it),
+    # not within what the final reading does
+    api.docs["inv"] = Invoice("ag", (honest(10, 0.1) * Decimal("1.07")).quantize(
+        Decimal("1e-9")), ["act"])
+    payments._on_invoice("inv")
+    assert [r[0] for r in api.rejected] == ["inv"]
+    assert [a[0] for a in api.accepted] == ["dn1"]  # the held note is what is paid

@@ -234,3 +234,18 @@ def test_a_failed_deploy_or_start_is_the_providers_and_costs_the_task_no_attempt
     (back,) = queue.unfinished()
     assert back.status is TaskStatus.PENDING and back.attempts == 0
     assert len([r for r in transport.requests if r.path.endswith("/exec")]) == 1
+
+
+def test_an_idle_activity_reads_its_usage_before_the_destroy_however_the_worker_ended() -> None:
+    """The usage read bounds the invoice: a provider released as unreliable (its commands
+    failed; nothing runs any more) is read as one that ran out of tasks; a dead provider is
+    not (the read would only fail)."""
+    for data, read in ((["ok"], True), (["silent"] * 3, True)):
+        unit = FakeExeUnit()
+        _, _, transport = run_session(data, fate_worker, unit, max_task_failures=3)
+        usage = [r for r in transport.requests if r.path.endswith("/usage")]
+        assert bool(usage) is read, data
+        last_two = [r.method for r in transport.requests[-2:]]
+        assert last_two == ["GET", "DELETE"], last_two  # read, then destroyed
+    _, _, transport = run_session(["ok"], fate_worker, FakeExeUnit(create_status=500))
+    assert not [r for r in transport.requests if r.path.endswith("/usage")]
