@@ -2,7 +2,9 @@
 
 One market thread per job subscribes the demand, reads offers, scores them with a pluggable
 :class:`Strategy`, counter-proposes (choosing the payment platform) and, whenever the job wants
-another provider, turns the best provider Draft into an approved agreement and hands it over.
+another provider, turns the best provider Draft into an agreement, confirms it and, once the
+node's agreement events say it was approved, hands it over. Confirmed agreements await their
+approval together (one events poll serves all), so a slow provider holds up no other.
 """
 
 from __future__ import annotations
