@@ -212,7 +212,7 @@ class Golem:
             self._state = "running"
 
     def _connect(self) -> None:
-        self._events.subscribe(self._summary)
+        self._events.subscribe(self._summary, Summary.KINDS)
         if self._on_event is not None:
             self._events.subscribe(self._on_event)
         settings = self.settings
@@ -800,7 +800,10 @@ class Job:
             self.failed(self.queue.source_error)
 
     def emit(self, event: Event) -> None:
-        self._parts.bus.emit(replace(event, job_id=self.id) if not event.job_id else event)
+        bus = self._parts.bus
+        if bus.wants(type(event)):  # (with only the summary listening, most per-command
+            # events are not wanted: neither copied nor queued)
+            bus.emit(replace(event, job_id=self.id) if not event.job_id else event)
 
     def _final(self, task: Task[Any], attempt: Attempt) -> None:
         if task.cancelled:

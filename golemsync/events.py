@@ -197,37 +197,51 @@ class EventBus:
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._lock = threading.Lock()  # guards _callbacks, _thread, _closed
-        self._callbacks: list[Callback] = []
+        self._lock = threading.Lock()  # guards _callbacks, _wanted, _thread, _closed
+        self._callbacks: list[tuple[Callback, Optional[tuple[type[Event], ...]]]] = []
+        self._wanted: dict[type[Event], bool] = {}  # event type -> whether anyone wants it
         self._thread: Optional[threading.Thread] = None
         self._closed = False
 
-    def subscribe(self, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(event)`` for every later event; returns a function that unsubscribes."""
+    def subscribe(self, callback: Callback,
+                  kinds: Optional[tuple[type[Event], ...]] = None) -> Callable[[], None]:
+        """Call ``callback(event)`` for every later event (only those of ``kinds``, if given);
+        returns a function that unsubscribes."""
+        entry = (callback, kinds)
         with self._lock:
-            self._callbacks.append(callback)
+            self._callbacks.append(entry)
+            self._wanted.clear()
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._deliver, name="golemsync-events")
                 self._thread.start()
 
         def unsubscribe() -> None:
             with self._lock:
-                if callback in self._callbacks:
-                    self._callbacks.remove(callback)
+                if entry in self._callbacks:
+                    self._callbacks.remove(entry)
+                    self._wanted.clear()
 
         return unsubscribe
 
-    def emit(self, event: Event) -> None:
-        """Queue ``event`` for delivery (dropped when nobody listens)."""
+    def wants(self, kind: type[Event]) -> bool:
+        """Whether a subscriber takes events of ``kind`` (hot paths skip building the rest)."""
         with self._lock:
-            listening = bool(self._callbacks) and not self._closed
-        if listening:
+            wanted = self._wanted.get(kind)
+            if wanted is None:
+                wanted = self._wanted[kind] = not self._closed and any(
+                    kinds is None or issubclass(kind, kinds) for _, kinds in self._callbacks)
+            return wanted
+
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` for delivery (dropped when nobody wants it)."""
+        if self.wants(type(event)):
             self._queue.put(event)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued, then stop the delivery thread. Idempotent."""
         with self._lock:
             self._closed = True
+            self._wanted.clear()
             thread = self._thread
         if thread is not None:
             self._queue.put(_STOP)
@@ -239,7 +253,8 @@ class EventBus:
             if event is _STOP:
                 return
             with self._lock:
-                callbacks = list(self._callbacks)
+                callbacks = [c for c, kinds in self._callbacks
+                             if kinds is None or isinstance(event, kinds)]
             for callback in callbacks:
                 try:
                     callback(event)

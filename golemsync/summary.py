@@ -71,7 +71,13 @@ class ProviderLine:
 
 
 class Summary:
-    """Collects events into per-provider and total figures. Thread-safe; subscribe it."""
+    """Collects events into per-provider and total figures. Thread-safe; subscribe it (to
+    :attr:`KINDS`: the events it reads)."""
+
+    KINDS: tuple[type[Event], ...] = (
+        JobStarted, JobFinished, AgreementCreated, AgreementTerminated, TaskAccepted,
+        TaskFailedEvent, TaskRetried, DebitNoteAccepted, InvoiceAccepted, DebitNoteRejected,
+        InvoiceRejected, InvoiceUnpaid, ProviderOvercharged)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # guards everything below
