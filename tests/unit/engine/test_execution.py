@@ -426,20 +426,22 @@ def test_a_script_runs_once() -> None:
         setup.start(script).join()
 
 
-def _boot(setup: Setup, booted: list[int]) -> None:
+def _booted_echo() -> tuple[Setup, list[int], Any, Execution]:
+    """A runner with deploy and start pending, executing a one-command script (sent)."""
+    setup, booted = Setup(), []
     boot = setup.ctx.new_script()
     boot.deploy()
     boot.start()
     setup.runner.boot_with(boot.seal(), lambda: booted.append(1))
-
-
-def test_boot_commands_ride_ahead_of_the_first_script_in_one_exec_and_one_poll() -> None:
-    setup, booted = Setup(), []
-    _boot(setup, booted)
     script = setup.ctx.new_script()
     out = script.run("/bin/echo", "hi")
     running = setup.start(script)
     setup.activity.wait_for(batches=1)
+    return setup, booted, out, running
+
+
+def test_boot_commands_ride_ahead_of_the_first_script_in_one_exec_and_one_poll() -> None:
+    setup, booted, out, running = _booted_echo()
     for _ in range(3):
         setup.activity.finish(stdout="hi\n")
     assert running.join() is None
@@ -460,12 +462,7 @@ def test_boot_commands_ride_ahead_of_the_first_script_in_one_exec_and_one_poll()
 
 
 def test_a_failed_deploy_raises_boot_failed_and_the_script_never_ran() -> None:
-    setup, booted = Setup(), []
-    _boot(setup, booted)
-    script = setup.ctx.new_script()
-    out = script.run("/bin/echo", "hi")
-    running = setup.start(script)
-    setup.activity.wait_for(batches=1)
+    setup, booted, out, running = _booted_echo()
     setup.activity.finish(ok=False, message="image not found")
     with pytest.raises(BootFailed, match="deploy failed on alice"):
         running.join()

@@ -187,6 +187,21 @@ class FakeStaffing:
         self.errors.append(error)
 
 
+def negotiate(api: FakeMarket, staff: FakeStaffing, stop: threading.Event,
+              settings: Optional[MarketSettings] = None) -> None:
+    """Run a negotiator for a small payload on its own thread until ``stop``; joined."""
+    payload = vm.repo(image_hash="ab" * 28, image_url="http://x/img.gvmi")
+    demand = build_demand(payload, subnet="public", decoration_properties={},
+                          decoration_constraints=[],
+                          lifetime=__import__("datetime").timedelta(minutes=30))
+    worker = Negotiator(api, demand, staff, strategy=LeastExpensive(), platform=PLATFORM,
+                        stop=stop, settings=settings or MarketSettings())
+    thread = threading.Thread(target=worker.run, name="test-market")
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
 def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
     stop = threading.Event()
     api = FakeMarket([("dear", [0.1, 0.01, 0.0]), ("cheap", [0.01, 0.001, 0.0])], stop)
@@ -198,17 +213,9 @@ def test_market_worker_counters_and_hires_the_cheapest_first() -> None:
         wanted[0] = 0
         stop.set()
 
-    payload = vm.repo(image_hash="ab" * 28, image_url="http://x/img.gvmi")
-    demand = build_demand(payload, subnet="public", decoration_properties={},
-                          decoration_constraints=[],
-                          lifetime=__import__("datetime").timedelta(minutes=30))
     errors: list[BaseException] = []
-    worker = Negotiator(api, demand, FakeStaffing(wanted, hire, errors), strategy=LeastExpensive(),
-                        platform=PLATFORM, stop=stop)
-    thread = threading.Thread(target=worker.run, name="test-market")
-    thread.start()
-    thread.join(10)
-    assert not thread.is_alive() and not errors
+    negotiate(api, FakeStaffing(wanted, hire, errors), stop)
+    assert not errors
     assert [h.provider_name for h in hired] == ["cheap"]
     assert all(c["golem.com.payment.chosen-platform"] == PLATFORM for c in api.counters)
     assert api.agreements == ["D-cheap"]
@@ -247,18 +254,9 @@ def test_approvals_come_together_and_a_silent_provider_blocks_nobody() -> None:
         def abandoned(self, agreement_id: str, terminated: bool) -> None:
             abandoned.append(agreement_id)
 
-    payload = vm.repo(image_hash="ab" * 28, image_url="http://x/img.gvmi")
-    demand = build_demand(payload, subnet="public", decoration_properties={},
-                          decoration_constraints=[],
-                          lifetime=__import__("datetime").timedelta(minutes=30))
     errors: list[BaseException] = []
-    worker = Negotiator(api, demand, Staff(wanted, hire, errors), strategy=LeastExpensive(),
-                        platform=PLATFORM, stop=stop,
-                        settings=MarketSettings(approval_timeout=60.0))
-    thread = threading.Thread(target=worker.run, name="test-market")
-    thread.start()
-    thread.join(10)
-    assert not thread.is_alive() and not errors
+    negotiate(api, Staff(wanted, hire, errors), stop, MarketSettings(approval_timeout=60.0))
+    assert not errors
     # the three that approved were hired while the silent one still awaited approval ...
     assert sorted(h.provider_name for h in hired) == ["a", "b", "c"]
     # ... the first signing polled at once (its provider starts without waiting for the

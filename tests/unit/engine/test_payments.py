@@ -570,13 +570,19 @@ def test_notes_wait_until_due_then_all_come_at_once() -> None:
         assert payments._pending_notes == {}
 
 
-def test_a_note_after_the_end_is_held_for_the_invoice_and_paid_only_without_one() -> None:
-    payments, api, clock, events = make()
+def held_note() -> tuple[Payments, FakePayments]:
+    """An agreement ended after 10 s, then an honest note of it fetched (and held)."""
+    payments, api, clock, _ = make()
     clock.now += 10
     payments.activity_ended("ag", "act")
     payments.ended("ag")
     api.docs["dn1"] = Note("ag", "act", honest(10, 5), [5.0, 10.0])
     payments._on_debit_note("dn1", clock.now - 1, clock.now)
+    return payments, api
+
+
+def test_a_note_after_the_end_is_held_for_the_invoice_and_paid_only_without_one() -> None:
+    payments, api = held_note()
     assert api.accepted == [] and payments.rejected == 0  # held: the invoice supersedes it
     assert [r.agreement_id for r in payments.wait_settled(0)] == ["ag"]  # no invoice came
     assert api.accepted == [("dn1", honest(10, 5), "alloc")]  # so the note is what is paid
@@ -585,12 +591,7 @@ def test_a_note_after_the_end_is_held_for_the_invoice_and_paid_only_without_one(
 
 def test_a_held_note_is_paid_when_the_invoice_is_rejected_and_dropped_when_accepted() -> None:
     for invoice, paid in ((honest(10, 5) * 5, honest(10, 5)), (honest(10, 5), honest(10, 5))):
-        payments, api, clock, _ = make()
-        clock.now += 10
-        payments.activity_ended("ag", "act")
-        payments.ended("ag")
-        api.docs["dn1"] = Note("ag", "act", honest(10, 5), [5.0, 10.0])
-        payments._on_debit_note("dn1", clock.now - 1, clock.now)
+        payments, api = held_note()
         api.docs["inv"] = Invoice("ag", invoice, ["act"])
         payments._on_invoice("inv")
         accepted = [a[0] for a in api.accepted]
